@@ -1,0 +1,279 @@
+// This file turns a feed contract into the SQL that validates and normalizes
+// a whole delivery in a few set operations: every row is checked in DuckDB,
+// never row by row in Go.
+//
+// The query is built in layers so that each normalization step is computed
+// once per row and referenced by name afterwards:
+//
+//	raw   read_parquet over the delivery's files (+ region_lookup joins)
+//	l1    cleaned text (_s_*)
+//	l2    intermediate values (_d_*: the 17 digits of an ID)
+//	l3    typed values (_v_*)
+//	rows  one boolean per check (_bad_N) and _bad, their OR
+package jobs
+
+import (
+	"fmt"
+	"strings"
+
+	"collider/feeds"
+)
+
+// Reject reason codes.
+const (
+	ReasonInvalidPersonID      = "invalid_person_id"
+	ReasonMissingValue         = "missing_value"
+	ReasonBadTimestamp         = "bad_timestamp"
+	ReasonBadDate              = "bad_date"
+	ReasonBadEnum              = "bad_enum"
+	ReasonBadAmount            = "bad_amount"
+	ReasonNegativeAmount       = "negative_amount"
+	ReasonEndBeforeStart       = "end_before_start"
+	ReasonUnknownRegion        = "unknown_region"
+	ReasonInvalidInstitutionID = "invalid_institution_id"
+	ReasonBadCoordinate        = "bad_coordinate"
+	ReasonDuplicateKey         = "duplicate_key"
+)
+
+// check is one row-level rule: when Cond holds, the row is rejected and
+// (Column, Reason, raw value) recorded.
+type check struct {
+	Column string
+	Reason string
+	Cond   string // SQL over the layered columns
+}
+
+// plan is the SQL for one delivery of one feed.
+type plan struct {
+	contract feeds.Contract
+	present  map[string]feeds.Carrier
+	l1, l2   []string
+	l3       []string
+	joins    []string
+	checks   []check
+}
+
+func q(name string) string { return `"` + strings.ReplaceAll(name, `"`, `""`) + `"` }
+
+const timestampFormats = `['%Y-%m-%d %H:%M:%S', '%Y-%m-%dT%H:%M:%S', '%Y%m%d%H%M%S']`
+const dateFormats = `['%Y-%m-%d', '%Y%m%d']`
+
+// newPlan builds the layered SQL for a contract and the carriers the files use.
+func newPlan(c feeds.Contract, present map[string]feeds.Carrier) *plan {
+	p := &plan{contract: c, present: present}
+	for _, col := range c.Columns {
+		p.addColumn(col)
+	}
+	p.addFeedChecks()
+	return p
+}
+
+func (p *plan) addColumn(col feeds.Column) {
+	name := col.Name
+	s, d, v := q("_s_"+name), q("_d_"+name), q("_v_"+name)
+	carrier, ok := p.present[name]
+	if !ok {
+		// An optional column no file carries: NULL all the way.
+		p.l1 = append(p.l1, "NULL AS "+s)
+		p.l3 = append(p.l3, fmt.Sprintf("CAST(NULL AS %s) AS %s", sqlType(col), v))
+		return
+	}
+	raw := "raw." + q(name)
+	if carrier == feeds.CarrierString {
+		p.l1 = append(p.l1, fmt.Sprintf("nullif(trim(CAST(%s AS VARCHAR)), '') AS %s", raw, s))
+	} else {
+		p.l1 = append(p.l1, fmt.Sprintf("%s AS %s", raw, s))
+	}
+	parseFail := func(reason string) {
+		p.checks = append(p.checks, check{name, reason, fmt.Sprintf("%s IS NOT NULL AND %s IS NULL", s, v)})
+	}
+	switch col.Type {
+	case feeds.String:
+		switch col.Domain {
+		case feeds.PersonID:
+			p.l1[len(p.l1)-1] = fmt.Sprintf("nullif(upper(trim(CAST(%s AS VARCHAR))), '') AS %s", raw, s)
+			p.l2 = append(p.l2, fmt.Sprintf("person_id_first17(%s) AS %s", s, d))
+			// l3 needs the 17 digits' check character once: compute it inline
+			// (person_id_check is arithmetic on a column reference).
+			p.l3 = append(p.l3, fmt.Sprintf(`CASE WHEN %[2]s IS NOT NULL
+				AND try_strptime(substr(%[2]s, 7, 8), '%%Y%%m%%d') IS NOT NULL
+				AND (length(%[1]s) = 15 OR substr(%[1]s, 18, 1) = person_id_check(%[2]s))
+				THEN %[2]s || person_id_check(%[2]s) END AS %[3]s`, s, d, v))
+			parseFail(ReasonInvalidPersonID)
+		case feeds.Enum:
+			p.l3 = append(p.l3, fmt.Sprintf("CASE WHEN lower(%s) IN (%s) THEN lower(%s) END AS %s", s, sqlList(col.Values), s, v))
+			parseFail(ReasonBadEnum)
+		case feeds.InstitutionID:
+			p.l3 = append(p.l3, fmt.Sprintf("CASE WHEN regexp_full_match(upper(%[1]s), '[HP][0-9]{11}') THEN upper(%[1]s) END AS %[2]s", s, v))
+			parseFail(ReasonInvalidInstitutionID)
+		case feeds.RegionCode:
+			alias := q("_rl_" + name)
+			p.joins = append(p.joins, fmt.Sprintf("LEFT JOIN region_lookup %s ON %s.code = trim(CAST(%s AS VARCHAR))", alias, alias, raw))
+			p.l1 = append(p.l1,
+				fmt.Sprintf("%s.code IS NOT NULL AS %s", alias, q("_known_"+name)),
+				fmt.Sprintf("%s.lat AS %s", alias, q("_seat_lat_"+name)),
+				fmt.Sprintf("%s.lon AS %s", alias, q("_seat_lon_"+name)))
+			p.l3 = append(p.l3, fmt.Sprintf("CASE WHEN %s THEN %s END AS %s", q("_known_"+name), s, v))
+			parseFail(ReasonUnknownRegion)
+		default:
+			p.l3 = append(p.l3, fmt.Sprintf("%s AS %s", s, v))
+		}
+	case feeds.Timestamp:
+		switch carrier {
+		case feeds.CarrierString:
+			p.l3 = append(p.l3, fmt.Sprintf("try_strptime(%s, %s) AS %s", s, timestampFormats, v))
+		case feeds.CarrierTimestampTZ:
+			// An instant: shown as China Standard Time wall clock, like every time here.
+			p.l3 = append(p.l3, fmt.Sprintf("timezone('Asia/Shanghai', %s) AS %s", s, v))
+		default:
+			p.l3 = append(p.l3, fmt.Sprintf("CAST(%s AS TIMESTAMP) AS %s", s, v))
+		}
+		parseFail(ReasonBadTimestamp)
+	case feeds.Date:
+		if carrier == feeds.CarrierString {
+			p.l3 = append(p.l3, fmt.Sprintf("CAST(try_strptime(%s, %s) AS DATE) AS %s", s, dateFormats, v))
+		} else {
+			p.l3 = append(p.l3, fmt.Sprintf("CAST(%s AS DATE) AS %s", s, v))
+		}
+		parseFail(ReasonBadDate)
+	case feeds.Amount:
+		p.l3 = append(p.l3, fmt.Sprintf("try_cast(%s AS DECIMAL(18,2)) AS %s", s, v))
+		parseFail(ReasonBadAmount)
+		p.checks = append(p.checks, check{name, ReasonNegativeAmount, v + " < 0"})
+	case feeds.Number:
+		p.l3 = append(p.l3, fmt.Sprintf("try_cast(%s AS DOUBLE) AS %s", s, v))
+		bound := 180
+		if col.Domain == feeds.Latitude {
+			bound = 90
+		}
+		p.checks = append(p.checks, check{name, ReasonBadCoordinate,
+			fmt.Sprintf("%[1]s IS NOT NULL AND (isnan(%[1]s) OR abs(%[1]s) > %[2]d)", v, bound)})
+	}
+	if col.Required {
+		p.checks = append(p.checks, check{name, ReasonMissingValue, s + " IS NULL"})
+	}
+}
+
+// addFeedChecks adds the rules that involve more than one column.
+func (p *plan) addFeedChecks() {
+	v := func(c string) string { return q("_v_" + c) }
+	endBefore := func(end, start string) {
+		p.checks = append(p.checks, check{end, ReasonEndBeforeStart, fmt.Sprintf("%s < %s", v(end), v(start))})
+	}
+	switch p.contract.Feed {
+	case "settlements":
+		endBefore("visit_end", "visit_start")
+	case "locations":
+		endBefore("end_time", "start_time")
+		// A point record needs a point: a region or coordinates.
+		p.checks = append(p.checks, check{"region_code", ReasonMissingValue, fmt.Sprintf(
+			"%s IN ('hotel', 'rail', 'flight') AND %s IS NULL AND %s IS NULL AND (%s IS NULL OR %s IS NULL)",
+			v("kind"), q("_s_region_code"), v("region_code"), v("lat"), v("lon"))})
+	case "floating":
+		endBefore("valid_to", "valid_from")
+	case "civil_status":
+		p.checks = append(p.checks, check{"death_date", ReasonMissingValue, fmt.Sprintf(
+			"%s = 'deceased' AND %s IS NULL", v("status"), q("_s_death_date"))})
+	}
+}
+
+// source is the FROM clause reading the delivery's files; its one parameter
+// is the list of file paths.
+func (p *plan) source() string {
+	return "read_parquet(CAST(? AS VARCHAR[]), file_row_number = true, filename = true, union_by_name = true) raw"
+}
+
+// rows is the layered query with one boolean per check (_bad_N) and _bad, their OR.
+func (p *plan) rows() string {
+	var b strings.Builder
+	b.WriteString("SELECT *, (false")
+	for i := range p.checks {
+		fmt.Fprintf(&b, " OR _bad_%d", i)
+	}
+	b.WriteString(") AS _bad\nFROM (SELECT *")
+	for i, c := range p.checks {
+		fmt.Fprintf(&b, ",\n  coalesce(%s, false) AS _bad_%d", c.Cond, i)
+	}
+	b.WriteString("\nFROM (SELECT *")
+	for _, e := range p.l3 {
+		b.WriteString(",\n  " + e)
+	}
+	b.WriteString("\nFROM (SELECT *")
+	for _, e := range p.l2 {
+		b.WriteString(",\n  " + e)
+	}
+	b.WriteString("\nFROM (SELECT raw.*, raw.file_row_number + 1 AS _row")
+	for _, e := range p.l1 {
+		b.WriteString(",\n  " + e)
+	}
+	b.WriteString("\nFROM " + p.source())
+	for _, j := range p.joins {
+		b.WriteString("\n" + j)
+	}
+	b.WriteString(") l1) l2) l3) checked")
+	return b.String()
+}
+
+// keyValues are the feed's key columns over typed values.
+func (p *plan) keyValues() []string {
+	var out []string
+	for _, k := range p.contract.Key {
+		out = append(out, q("_v_"+k))
+	}
+	return out
+}
+
+// targetColumns are the feed table's columns and the expressions that fill
+// them from the typed rows (the delivery id is the last, bound parameter).
+func (p *plan) targetColumns() (cols, exprs []string) {
+	for _, c := range p.contract.Columns {
+		cols = append(cols, q(c.Name))
+		exprs = append(exprs, q("_v_"+c.Name))
+	}
+	point := func(prefix, region string) (string, string) {
+		given := fmt.Sprintf("%s IS NOT NULL AND %s IS NOT NULL", q("_v_lat"), q("_v_lon"))
+		return fmt.Sprintf("CASE WHEN %s THEN %s ELSE %s END", given, q("_v_lat"), q("_seat_lat_"+region)),
+			fmt.Sprintf("CASE WHEN %s THEN %s ELSE %s END", given, q("_v_lon"), q("_seat_lon_"+region))
+	}
+	switch p.contract.Feed {
+	case "institutions":
+		lat, lon := point("point", "region_code")
+		cols = append(cols, "city_code", "point_lat", "point_lon")
+		exprs = append(exprs, "city_of(\"_v_region_code\")", lat, lon)
+	case "residents":
+		cols = append(cols, "hukou_city", "hukou_lat", "hukou_lon")
+		exprs = append(exprs, "city_of(\"_v_hukou_region\")", q("_seat_lat_hukou_region"), q("_seat_lon_hukou_region"))
+	case "floating":
+		cols = append(cols, "city_code")
+		exprs = append(exprs, "city_of(\"_v_region_code\")")
+	case "locations":
+		lat, lon := point("point", "region_code")
+		cols = append(cols, "city_code", "point_lat", "point_lon")
+		exprs = append(exprs, "city_of(\"_v_region_code\")", lat, lon)
+	}
+	cols = append(cols, "delivery_id")
+	exprs = append(exprs, "CAST(? AS BIGINT)")
+	return cols, exprs
+}
+
+func sqlType(c feeds.Column) string {
+	switch c.Type {
+	case feeds.Timestamp:
+		return "TIMESTAMP"
+	case feeds.Date:
+		return "DATE"
+	case feeds.Amount:
+		return "DECIMAL(18,2)"
+	case feeds.Number:
+		return "DOUBLE"
+	}
+	return "VARCHAR"
+}
+
+func sqlList(values []string) string {
+	parts := make([]string, len(values))
+	for i, v := range values {
+		parts[i] = "'" + strings.ReplaceAll(v, "'", "''") + "'"
+	}
+	return strings.Join(parts, ", ")
+}

@@ -1,0 +1,440 @@
+package jobs
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"collider/feeds"
+	"collider/personid"
+	"collider/store"
+)
+
+func openStore(t *testing.T) *store.Store {
+	t.Helper()
+	s, err := store.Open(context.Background(), store.Options{Dir: t.TempDir(), MemoryLimit: "2GB", Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// writeParquet writes the rows of a SQL query to a Parquet file with DuckDB,
+// so fixtures can carry any type and any bad value.
+func writeParquet(t *testing.T, db *sql.DB, path, query string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(fmt.Sprintf("COPY (%s) TO '%s' (FORMAT parquet)", query, path)); err != nil {
+		t.Fatalf("write %s: %v", path, err)
+	}
+}
+
+// delivery writes files into INBOX/feed/name/ and marks it complete.
+func delivery(t *testing.T, db *sql.DB, inbox, feed, name string, queries ...string) Delivery {
+	t.Helper()
+	dir := filepath.Join(inbox, feed, name)
+	for i, qr := range queries {
+		writeParquet(t, db, filepath.Join(dir, fmt.Sprintf("part-%05d.parquet", i)), qr)
+	}
+	if err := os.WriteFile(filepath.Join(dir, SuccessMarker), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d, err := ManualDelivery(feed, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Name = name
+	return d
+}
+
+type reject struct {
+	Row    int64
+	Column string
+	Reason string
+	Raw    string
+}
+
+func rejectsOf(t *testing.T, db *sql.DB, id int64) []reject {
+	t.Helper()
+	rows, err := db.Query("SELECT row_number, column_name, reason, coalesce(raw_value, '<null>') FROM rejects WHERE delivery_id = ? ORDER BY row_number, column_name, reason", id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []reject
+	for rows.Next() {
+		var r reject
+		if err := rows.Scan(&r.Row, &r.Column, &r.Reason, &r.Raw); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func count(t *testing.T, db *sql.DB, query string, args ...any) int64 {
+	t.Helper()
+	var n int64
+	if err := db.QueryRow(query, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	return n
+}
+
+const goodSettlement = `SELECT 'S1' AS settlement_id, '11010519491231002X' AS person_id, '张三' AS person_name,
+	'H62010200001' AS institution_id, 'outpatient' AS visit_type, '2025-03-01 10:00:00' AS visit_start,
+	NULL::VARCHAR AS visit_end, '2025-03-01 10:30:00' AS settled_at, 120.5::DOUBLE AS total_amount,
+	80.25::DOUBLE AS fund_amount, '620102' AS insured_region`
+
+// Every reject reason, each on its own row, next to a good row.
+func TestLoad_EveryRejectReasonIsKept(t *testing.T) {
+	s := openStore(t)
+	inbox := t.TempDir()
+	row := func(id, pid, inst, vt, start, end, amount, fund, region string) string {
+		return fmt.Sprintf("SELECT %s, %s, '李四', %s, %s, %s, %s, '2025-03-02 09:00:00', %s::DOUBLE, %s::DOUBLE, %s",
+			id, pid, inst, vt, start, end, amount, fund, region)
+	}
+	n := "NULL"
+	rows := []string{
+		goodSettlement, // row 1
+		row("'S2'", "'440308199901101513'", "'H62010200001'", "'pharmacy'", "'2025-03-02 08:00:00'", n, "10", "5", "'620102'"),                        // 2 invalid_person_id
+		row("'S3'", "'440308199901101512'", n, "'pharmacy'", "'2025-03-02 08:00:00'", n, "10", "5", "'620102'"),                                       // 3 missing_value institution_id
+		row("'S4'", "'440308199901101512'", "'H62010200001'", "'pharmacy'", "'2025-13-45 10:00:00'", n, "10", "5", "'620102'"),                        // 4 bad_timestamp
+		row("'S5'", "'440308199901101512'", "'H62010200001'", "'emergency'", "'2025-03-02 08:00:00'", n, "10", "5", "'620102'"),                       // 5 bad_enum
+		row("'S6'", "'440308199901101512'", "'H62010200001'", "'pharmacy'", "'2025-03-02 08:00:00'", n, "10", "-5", "'620102'"),                       // 6 negative_amount
+		row("'S7'", "'440308199901101512'", "'H62010200001'", "'inpatient'", "'2025-03-05 08:00:00'", "'2025-03-02 08:00:00'", "10", "5", "'620102'"), // 7 end_before_start
+		row("'S8'", "'440308199901101512'", "'H62010200001'", "'pharmacy'", "'2025-03-02 08:00:00'", n, "10", "5", "'990101'"),                        // 8 unknown_region
+		row("'S9'", "'440308199901101512'", "'X123'", "'pharmacy'", "'2025-03-02 08:00:00'", n, "10", "5", "'620102'"),                                // 9 invalid_institution_id
+		row("'S10'", "''", "'H62010200001'", "'pharmacy'", "'2025-03-02 08:00:00'", n, "10", "5", "'620102'"),                                         // 10 missing_value person_id
+		row("'S11'", "'610104620927690'", "'h62010200001'", "'Pharmacy'", "'20250302080000'", n, "10", "5", "'620199'"),                               // 11 good: legacy id, lower case, compact time, newer county
+		row("'S12'", "'440308199902301512'", "'H62010200001'", "'pharmacy'", "'yesterday'", n, "10", "5", "'12AB56'"),                                 // 12 three bad cells
+	}
+	d := delivery(t, s.DB, inbox, "settlements", "0001", strings.Join(rows, " UNION ALL "))
+	res := (&Loader{Store: s}).Load(context.Background(), d)
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if res.Rows != 12 || res.Loaded != 2 || res.Rejected != 10 {
+		t.Fatalf("rows %d loaded %d rejected %d", res.Rows, res.Loaded, res.Rejected)
+	}
+	want := []reject{
+		{2, "person_id", ReasonInvalidPersonID, "440308199901101513"},
+		{3, "institution_id", ReasonMissingValue, "<null>"},
+		{4, "visit_start", ReasonBadTimestamp, "2025-13-45 10:00:00"},
+		{5, "visit_type", ReasonBadEnum, "emergency"},
+		{6, "fund_amount", ReasonNegativeAmount, "-5.0"},
+		{7, "visit_end", ReasonEndBeforeStart, "2025-03-02 08:00:00"},
+		{8, "insured_region", ReasonUnknownRegion, "990101"},
+		{9, "institution_id", ReasonInvalidInstitutionID, "X123"},
+		{10, "person_id", ReasonMissingValue, ""},
+		{12, "insured_region", ReasonUnknownRegion, "12AB56"},
+		{12, "person_id", ReasonInvalidPersonID, "440308199902301512"},
+		{12, "visit_start", ReasonBadTimestamp, "yesterday"},
+	}
+	got := rejectsOf(t, s.DB, res.DeliveryID)
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("rejects:\n got %v\nwant %v", got, want)
+	}
+	var pid, inst, vt, start string
+	if err := s.DB.QueryRow("SELECT person_id, institution_id, visit_type, CAST(visit_start AS VARCHAR) FROM settlements WHERE settlement_id = 'S11'").Scan(&pid, &inst, &vt, &start); err != nil {
+		t.Fatal(err)
+	}
+	if pid != "610104196209276908" || inst != "H62010200001" || vt != "pharmacy" || start != "2025-03-02 08:00:00" {
+		t.Fatalf("S11 normalized to %s %s %s %s", pid, inst, vt, start)
+	}
+	var file string
+	s.DB.QueryRow("SELECT DISTINCT file FROM rejects").Scan(&file)
+	if file != "part-00000.parquet" {
+		t.Fatalf("reject file %q", file)
+	}
+}
+
+// The police feeds' own rules: a deceased status needs a death date, an
+// interval cannot end before it starts, a point record needs a point.
+func TestLoad_PoliceFeedRules(t *testing.T) {
+	s := openStore(t)
+	inbox := t.TempDir()
+	ctx := context.Background()
+	l := &Loader{Store: s}
+	cs := delivery(t, s.DB, inbox, "civil_status", "0001", `
+		SELECT '11010519491231002X' AS person_id, 'deceased' AS status, '2021-03-02' AS death_date, '20210303120000' AS updated_at
+		UNION ALL SELECT '440308199901101512', 'deceased', NULL, NULL
+		UNION ALL SELECT '110101199003078670', 'alive', '2021-02-30', NULL
+		UNION ALL SELECT '430302199312194239', 'cancelled', NULL, '2024-01-01T08:00:00'`)
+	res := l.Load(ctx, cs)
+	if res.Err != nil || res.Loaded != 2 {
+		t.Fatalf("civil_status: %+v", res)
+	}
+	want := []reject{{2, "death_date", ReasonMissingValue, "<null>"}, {3, "death_date", ReasonBadDate, "2021-02-30"}}
+	if got := rejectsOf(t, s.DB, res.DeliveryID); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("got %v want %v", got, want)
+	}
+	loc := delivery(t, s.DB, inbox, "locations", "0001", `
+		SELECT 'E1' AS event_id, '11010519491231002X' AS person_id, 'hotel' AS kind, TIMESTAMP '2025-01-01 20:00:00' AS start_time, NULL::TIMESTAMP AS end_time, '110101' AS region_code, NULL::DOUBLE AS lat, NULL::DOUBLE AS lon
+		UNION ALL SELECT 'E2', '11010519491231002X', 'custody', TIMESTAMP '2025-01-05 00:00:00', TIMESTAMP '2025-01-04 00:00:00', '620102', NULL, NULL
+		UNION ALL SELECT 'E3', '11010519491231002X', 'rail', TIMESTAMP '2025-01-06 00:00:00', NULL, NULL, NULL, NULL
+		UNION ALL SELECT 'E4', '11010519491231002X', 'abroad', TIMESTAMP '2025-02-01 00:00:00', NULL, NULL, NULL, NULL
+		UNION ALL SELECT 'E5', '11010519491231002X', 'flight', TIMESTAMP '2025-02-01 00:00:00', NULL, NULL, 95.0, 200.0`)
+	res = l.Load(ctx, loc)
+	if res.Err != nil || res.Loaded != 2 {
+		t.Fatalf("locations: %+v", res)
+	}
+	want = []reject{{2, "end_time", ReasonEndBeforeStart, "2025-01-04 00:00:00"}, {3, "region_code", ReasonMissingValue, "<null>"},
+		{5, "lat", ReasonBadCoordinate, "95.0"}, {5, "lon", ReasonBadCoordinate, "200.0"}}
+	if got := rejectsOf(t, s.DB, res.DeliveryID); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("got %v want %v", got, want)
+	}
+	// The hotel has no coordinates: its point is the seat of 东城区.
+	var lat, lon float64
+	s.DB.QueryRow("SELECT point_lat, point_lon FROM locations WHERE event_id = 'E1'").Scan(&lat, &lon)
+	if lat < 39.8 || lat > 40 || lon < 116.3 || lon > 116.5 {
+		t.Fatalf("E1 point %.3f,%.3f", lat, lon)
+	}
+	fl := delivery(t, s.DB, inbox, "floating", "0001", `
+		SELECT '11010519491231002X' AS person_id, '620102' AS region_code, DATE '2024-01-01' AS valid_from, DATE '2023-01-01' AS valid_to`)
+	res = l.Load(ctx, fl)
+	if res.Err != nil || res.Loaded != 0 || res.Rejected != 1 {
+		t.Fatalf("floating: %+v", res)
+	}
+}
+
+// The SQL normalization and personid.Normalize agree on every input.
+func TestLoad_PersonIDsNormalizeLikeGo(t *testing.T) {
+	s := openStore(t)
+	inputs := []string{
+		"11010519491231002X", "440308199901101512", "110101199003078670", "430302199312194239",
+		"610104620927690", "440308199901101513", "11010119900307867X", "440308199902301512",
+		"610104620932690", " 11010519491231002x ", "abc", "4403081999011015121", "62010219800229123",
+		"62010219000229123X", "620102200002291230",
+	}
+	for i := 0; i < 300; i++ {
+		id := personid.Make("620102", personid.SampleBirth(i), i)
+		if i%3 == 0 {
+			id = id[:17] + string(rune('0'+i%10))
+		}
+		inputs = append(inputs, id)
+	}
+	var values []string
+	for i, in := range inputs {
+		values = append(values, fmt.Sprintf("SELECT '%s' AS person_id, '620102' AS hukou_region, %d AS n", in, i))
+	}
+	d := delivery(t, s.DB, t.TempDir(), "residents", "0001", strings.Join(values, " UNION ALL "))
+	res := (&Loader{Store: s}).Load(context.Background(), d)
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	loaded := map[string]bool{}
+	rows, _ := s.DB.Query("SELECT person_id FROM residents")
+	for rows.Next() {
+		var p string
+		rows.Scan(&p)
+		loaded[p] = true
+	}
+	rows.Close()
+	rejected := map[string]bool{}
+	for _, r := range rejectsOf(t, s.DB, res.DeliveryID) {
+		rejected[r.Raw] = true
+	}
+	for _, in := range inputs {
+		want, err := personid.Normalize(in)
+		switch {
+		case err == nil && !loaded[want]:
+			t.Errorf("%q: Go says %s, SQL did not load it", in, want)
+		case err != nil && !rejected[in]:
+			t.Errorf("%q: Go rejects it, SQL did not", in)
+		}
+	}
+}
+
+func TestLoad_TimestampFormatsAndTypes(t *testing.T) {
+	s := openStore(t)
+	inbox := t.TempDir()
+	l := &Loader{Store: s}
+	// Strings in the three accepted formats.
+	d := delivery(t, s.DB, inbox, "locations", "0001", `
+		SELECT 'E1' AS event_id, '11010519491231002X' AS person_id, 'hotel' AS kind, '2025-01-01 20:00:00' AS start_time, '2025-01-02T08:00:00' AS end_time, '110101' AS region_code
+		UNION ALL SELECT 'E2', '11010519491231002X', 'hotel', '20250103200000', NULL, '110101'`)
+	if res := l.Load(context.Background(), d); res.Err != nil || res.Loaded != 2 {
+		t.Fatalf("%+v", res)
+	}
+	// A UTC-adjusted TIMESTAMP is shown as China Standard Time wall clock.
+	d = delivery(t, s.DB, inbox, "locations", "0002", `
+		SELECT 'E3' AS event_id, '11010519491231002X' AS person_id, 'hotel' AS kind, TIMESTAMPTZ '2025-01-01 00:00:00+00' AS start_time, '110101' AS region_code`)
+	if res := l.Load(context.Background(), d); res.Err != nil || res.Loaded != 1 {
+		t.Fatalf("%+v", res)
+	}
+	got := map[string]string{}
+	rows, _ := s.DB.Query("SELECT event_id, CAST(start_time AS VARCHAR) || ' ' || coalesce(CAST(end_time AS VARCHAR), '-') FROM locations")
+	for rows.Next() {
+		var k, v string
+		rows.Scan(&k, &v)
+		got[k] = v
+	}
+	rows.Close()
+	want := map[string]string{"E1": "2025-01-01 20:00:00 2025-01-02 08:00:00", "E2": "2025-01-03 20:00:00 -", "E3": "2025-01-01 08:00:00 -"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("got %v want %v", got, want)
+	}
+}
+
+func TestDiscover_DeliveryWithoutSuccessIsNotRead(t *testing.T) {
+	s := openStore(t)
+	inbox := t.TempDir()
+	delivery(t, s.DB, inbox, "settlements", "0001", goodSettlement)
+	writeParquet(t, s.DB, filepath.Join(inbox, "settlements", "0002", "part-00000.parquet"), goodSettlement)
+	os.WriteFile(filepath.Join(inbox, "settlements", "0003"), nil, 0o644) // a stray file
+	os.MkdirAll(filepath.Join(inbox, "notafeed", "x"), 0o755)
+	ds, errs := Discover(inbox)
+	if len(ds) != 1 || ds[0].Name != "0001" {
+		t.Fatalf("discovered %+v", ds)
+	}
+	if len(errs) != 1 || !strings.Contains(errs[0].Error(), "notafeed") {
+		t.Fatalf("errors %v", errs)
+	}
+}
+
+func TestDiscover_ReferenceFeedsFirst(t *testing.T) {
+	s := openStore(t)
+	inbox := t.TempDir()
+	delivery(t, s.DB, inbox, "settlements", "0001", goodSettlement)
+	delivery(t, s.DB, inbox, "institutions", "0002", "SELECT 'H62010200001' AS institution_id, '兰州一院' AS name, 'hospital' AS kind, '620102' AS region_code")
+	ds, _ := Discover(inbox)
+	if len(ds) != 2 || ds[0].Feed != "institutions" {
+		t.Fatalf("order %+v", ds)
+	}
+}
+
+func TestLoad_RedeliveryIsNotLoadedTwice(t *testing.T) {
+	s := openStore(t)
+	inbox := t.TempDir()
+	l := &Loader{Store: s}
+	d := delivery(t, s.DB, inbox, "settlements", "0001", goodSettlement)
+	if res := l.Load(context.Background(), d); res.Status != StatusLoaded {
+		t.Fatalf("%+v", res)
+	}
+	res := l.Load(context.Background(), d)
+	if res.Status != StatusSkipped || !strings.Contains(res.Note, "delivery 1") {
+		t.Fatalf("second load: %+v", res)
+	}
+	// The same files under another name are the same delivery.
+	d2 := delivery(t, s.DB, inbox, "settlements", "0001-again", goodSettlement)
+	if res := l.Load(context.Background(), d2); res.Status != StatusSkipped {
+		t.Fatalf("renamed redelivery: %+v", res)
+	}
+	if n := count(t, s.DB, "SELECT count(*) FROM settlements"); n != 1 {
+		t.Fatalf("%d settlements", n)
+	}
+}
+
+func TestLoad_CorrectedRecordReplacesEarlierOne(t *testing.T) {
+	s := openStore(t)
+	inbox := t.TempDir()
+	l := &Loader{Store: s}
+	first := delivery(t, s.DB, inbox, "settlements", "0001", goodSettlement+" UNION ALL "+strings.Replace(goodSettlement, "'S1'", "'S2'", 1))
+	if res := l.Load(context.Background(), first); res.Loaded != 2 {
+		t.Fatalf("%+v", res)
+	}
+	corrected := strings.Replace(goodSettlement, "80.25", "60.00", 1)
+	res := l.Load(context.Background(), delivery(t, s.DB, inbox, "settlements", "0002", corrected))
+	if res.Err != nil || res.Loaded != 1 || res.Replaced != 1 {
+		t.Fatalf("%+v", res)
+	}
+	var fund string
+	s.DB.QueryRow("SELECT CAST(fund_amount AS VARCHAR) FROM settlements WHERE settlement_id = 'S1'").Scan(&fund)
+	if fund != "60.00" || count(t, s.DB, "SELECT count(*) FROM settlements") != 2 {
+		t.Fatalf("fund %s", fund)
+	}
+}
+
+// Inside one delivery the later row wins; the earlier becomes a duplicate_key reject.
+func TestLoad_RepeatedKeyInDeliveryLaterRowWins(t *testing.T) {
+	s := openStore(t)
+	inbox := t.TempDir()
+	later := strings.Replace(goodSettlement, "80.25", "70.00", 1)
+	d := delivery(t, s.DB, inbox, "settlements", "0001", goodSettlement+" UNION ALL "+later, strings.Replace(later, "70.00", "75.00", 1))
+	res := (&Loader{Store: s}).Load(context.Background(), d)
+	if res.Err != nil || res.Loaded != 1 || res.Rejected != 2 {
+		t.Fatalf("%+v", res)
+	}
+	var fund string
+	s.DB.QueryRow("SELECT CAST(fund_amount AS VARCHAR) FROM settlements").Scan(&fund)
+	if fund != "75.00" {
+		t.Fatalf("fund %s, want the last file's 75.00", fund)
+	}
+	got := rejectsOf(t, s.DB, res.DeliveryID)
+	if len(got) != 2 || got[0].Reason != ReasonDuplicateKey || got[0].Raw != "S1" {
+		t.Fatalf("rejects %v", got)
+	}
+}
+
+func TestLoad_WrongSchemaFailsAloneNamingFileAndColumn(t *testing.T) {
+	s := openStore(t)
+	inbox := t.TempDir()
+	delivery(t, s.DB, inbox, "residents", "0001", "SELECT '11010519491231002X' AS person_id, '张三' AS name, 'x' AS shoe_size")
+	delivery(t, s.DB, inbox, "settlements", "0001", "SELECT * REPLACE ('abc' AS total_amount) FROM ("+goodSettlement+")")
+	delivery(t, s.DB, inbox, "civil_status", "0001", "SELECT '11010519491231002X' AS person_id, 'alive' AS status")
+	ds, _ := Discover(inbox)
+	results := (&Loader{Store: s}).LoadAll(context.Background(), ds)
+	byFeed := map[string]LoadResult{}
+	for _, r := range results {
+		byFeed[r.Feed] = r
+	}
+	var se *feeds.SchemaError
+	res := byFeed["residents"]
+	if res.Status != StatusFailed || !errors.As(res.Err, &se) || se.Column != "hukou_region" || !strings.Contains(se.File, "residents/0001/part-00000.parquet") {
+		t.Fatalf("residents: %+v", res)
+	}
+	res = byFeed["settlements"]
+	if res.Status != StatusFailed || !strings.Contains(res.Err.Error(), "column total_amount") {
+		t.Fatalf("settlements: %+v", res)
+	}
+	t.Log(byFeed["residents"].Err, "|", res.Err)
+	if byFeed["civil_status"].Status != StatusLoaded {
+		t.Fatalf("the good delivery did not load: %+v", byFeed["civil_status"])
+	}
+	if n := count(t, s.DB, "SELECT count(*) FROM deliveries WHERE status = 'failed' AND error LIKE '%hukou_region%'"); n != 1 {
+		t.Fatal("failure not recorded in the ledger")
+	}
+}
+
+func TestLoad_TruncatedParquetFailsAlone(t *testing.T) {
+	s := openStore(t)
+	inbox := t.TempDir()
+	bad := delivery(t, s.DB, inbox, "settlements", "0001", goodSettlement)
+	b, _ := os.ReadFile(bad.Files[0])
+	os.WriteFile(bad.Files[0], b[:len(b)/2], 0o644)
+	delivery(t, s.DB, inbox, "settlements", "0002", strings.Replace(goodSettlement, "'S1'", "'S2'", 1))
+	ds, _ := Discover(inbox)
+	results := (&Loader{Store: s}).LoadAll(context.Background(), ds)
+	if results[0].Status != StatusFailed || !strings.Contains(results[0].Err.Error(), "0001/part-00000.parquet") {
+		t.Fatalf("%+v", results[0])
+	}
+	t.Log(results[0].Err)
+	if results[1].Status != StatusLoaded || count(t, s.DB, "SELECT count(*) FROM settlements") != 1 {
+		t.Fatalf("%+v", results[1])
+	}
+}
+
+func TestLoad_ExtraColumnsAreReported(t *testing.T) {
+	s := openStore(t)
+	d := delivery(t, s.DB, t.TempDir(), "settlements", "0001", "SELECT *, 'x' AS remark, 1 AS batch_no FROM ("+goodSettlement+")")
+	res := (&Loader{Store: s}).Load(context.Background(), d)
+	sort.Strings(res.Extra)
+	if res.Err != nil || fmt.Sprint(res.Extra) != "[batch_no remark]" {
+		t.Fatalf("%+v", res)
+	}
+	var extra string
+	s.DB.QueryRow("SELECT extra_columns FROM deliveries").Scan(&extra)
+	if extra != "batch_no,remark" {
+		t.Fatalf("ledger says %q", extra)
+	}
+}

@@ -1,0 +1,347 @@
+// Package store owns the DuckDB handle: it opens the two database files under
+// --data, applies the schema migrations, seeds the reference regions and
+// hands out the connection pool. Nothing else opens DuckDB.
+//
+// Two files, one connection: feeds.duckdb (the bulk feed tables, the delivery
+// ledger and rejects, the regions) is the main database, so models query
+// `settlements` unqualified; casebook.duckdb (batches, clues, leads, events,
+// audit, users: the system of record) is attached as `casebook`. Deleting
+// feeds.duckdb and reloading the deliveries never touches the casebook.
+// DuckDB lets one transaction write to only one of the two files, which fits:
+// a delivery is loaded into feeds, a batch is published into the casebook.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"database/sql/driver"
+
+	"github.com/duckdb/duckdb-go/v2"
+
+	"collider/regions"
+	schema "collider/sql"
+)
+
+// Databases are the catalog names of the two files.
+const (
+	Feeds    = "feeds"
+	Casebook = "casebook"
+)
+
+// Options are the store's settings.
+type Options struct {
+	Dir         string // --data
+	MemoryLimit string // DuckDB memory_limit, e.g. "8GB"; default: 60% of RAM
+	Threads     int    // default: number of CPUs
+	TempDir     string // spill directory; default DIR/tmp
+	MaxTempSize string // max_temp_directory_size; default DuckDB's (90% of free disk)
+	ReadOnly    bool
+}
+
+// Store is the one owner of the DuckDB database.
+type Store struct {
+	DB   *sql.DB
+	opts Options
+}
+
+// ErrNewerStore is returned when the store was written by a newer collider.
+var ErrNewerStore = errors.New("store written by a newer collider")
+
+// Open opens (creating if needed) the store under opts.Dir and migrates it.
+func Open(ctx context.Context, opts Options) (*Store, error) {
+	if opts.Dir == "" {
+		return nil, errors.New("store: no data directory (--data)")
+	}
+	if err := os.MkdirAll(opts.Dir, 0o750); err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	if opts.TempDir == "" {
+		opts.TempDir = filepath.Join(opts.Dir, "tmp")
+	}
+	if opts.MemoryLimit == "" {
+		opts.MemoryLimit = DefaultMemoryLimit()
+	}
+	if opts.Threads <= 0 {
+		opts.Threads = runtime.NumCPU()
+	}
+	feedsPath := filepath.Join(opts.Dir, Feeds+".duckdb")
+	casebookPath := filepath.Join(opts.Dir, Casebook+".duckdb")
+	settings := []string{
+		fmt.Sprintf("SET GLOBAL memory_limit = '%s'", sqlString(opts.MemoryLimit)),
+		fmt.Sprintf("SET GLOBAL threads = %d", opts.Threads),
+		fmt.Sprintf("SET GLOBAL temp_directory = '%s'", sqlString(opts.TempDir)),
+		"SET GLOBAL preserve_insertion_order = false",
+		"SET GLOBAL TimeZone = 'Asia/Shanghai'",
+	}
+	if opts.MaxTempSize != "" {
+		settings = append(settings, fmt.Sprintf("SET GLOBAL max_temp_directory_size = '%s'", sqlString(opts.MaxTempSize)))
+	}
+	attach := fmt.Sprintf("ATTACH IF NOT EXISTS '%s' AS %s", sqlString(casebookPath), Casebook)
+	if opts.ReadOnly {
+		attach += " (READ_ONLY)"
+	}
+	dsn := feedsPath
+	if opts.ReadOnly {
+		dsn += "?access_mode=read_only"
+	}
+	first := true
+	connector, err := duckdb.NewConnector(dsn, func(execer driver.ExecerContext) error {
+		// Settings and the attachment belong to the database instance; do
+		// them once, on the first connection.
+		if !first {
+			return nil
+		}
+		first = false
+		for _, q := range append(settings, attach) {
+			if _, err := execer.ExecContext(ctx, q, nil); err != nil {
+				return fmt.Errorf("%s: %w", q, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", feedsPath, err)
+	}
+	if err := os.MkdirAll(opts.TempDir, 0o750); err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	s := &Store{DB: sql.OpenDB(connector), opts: opts}
+	s.DB.SetMaxOpenConns(16)
+	s.DB.SetMaxIdleConns(4)
+	if err := s.DB.PingContext(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("store: open %s: %w", opts.Dir, err)
+	}
+	if !opts.ReadOnly {
+		if err := s.migrate(ctx); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// Options returns the settings the store was opened with, defaults filled in.
+func (s *Store) Options() Options { return s.opts }
+
+// Close closes the pool and with it the database (sql.DB closes the connector).
+func (s *Store) Close() error { return s.DB.Close() }
+
+// DefaultMemoryLimit is 60% of physical memory, leaving the rest to the Go
+// process, the page cache and the operating system.
+func DefaultMemoryLimit() string {
+	total := physicalMemory()
+	if total == 0 {
+		return "4GB"
+	}
+	return fmt.Sprintf("%dMB", total*6/10/(1<<20))
+}
+
+func physicalMemory() uint64 {
+	// cgroup limit first: in a container DuckDB would otherwise size itself from the host.
+	if b, err := os.ReadFile("/sys/fs/cgroup/memory.max"); err == nil {
+		if v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64); err == nil && v > 0 {
+			return v
+		}
+	}
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemTotal:" {
+			kb, _ := strconv.ParseUint(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+func sqlString(s string) string { return strings.ReplaceAll(s, "'", "''") }
+
+// migration is one numbered schema file.
+type migration struct {
+	version  int
+	name     string
+	database string
+	sql      string
+}
+
+var migrationName = regexp.MustCompile(`^(\d{4})_([a-z0-9_]+)\.sql$`)
+
+func loadMigrations(fsys fs.FS) ([]migration, error) {
+	entries, err := fs.ReadDir(fsys, ".")
+	if err != nil {
+		return nil, err
+	}
+	var out []migration
+	for _, e := range entries {
+		if !strings.HasSuffix(e.Name(), ".sql") {
+			continue
+		}
+		m := migrationName.FindStringSubmatch(e.Name())
+		if m == nil {
+			return nil, fmt.Errorf("migration %s: name must be NNNN_name.sql", e.Name())
+		}
+		b, err := fs.ReadFile(fsys, e.Name())
+		if err != nil {
+			return nil, err
+		}
+		text := string(b)
+		firstLine, _, _ := strings.Cut(text, "\n")
+		db := strings.TrimSpace(strings.TrimPrefix(firstLine, "-- database:"))
+		if db != Feeds && db != Casebook {
+			return nil, fmt.Errorf("migration %s: line 1 must be `-- database: feeds` or `-- database: casebook`", e.Name())
+		}
+		v, _ := strconv.Atoi(m[1])
+		out = append(out, migration{version: v, name: e.Name(), database: db, sql: text})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].version < out[j].version })
+	for i := 1; i < len(out); i++ {
+		if out[i].version == out[i-1].version {
+			return nil, fmt.Errorf("migrations %s and %s share a number", out[i-1].name, out[i].name)
+		}
+	}
+	return out, nil
+}
+
+// migrate applies every migration not yet recorded in its database, each in
+// its own transaction, and refuses a store that knows migrations this binary
+// does not.
+func (s *Store) migrate(ctx context.Context) error {
+	ms, err := loadMigrations(schema.Files)
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	known := map[string]int{}
+	for _, m := range ms {
+		known[m.database] = max(known[m.database], m.version)
+	}
+	conn, err := s.DB.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	applied := map[string]map[int]bool{}
+	for _, db := range []string{Feeds, Casebook} {
+		if _, err := conn.ExecContext(ctx, fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s.schema_migrations (
+			version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL, duckdb_version VARCHAR NOT NULL)`, db)); err != nil {
+			return fmt.Errorf("store: %s: %w", db, err)
+		}
+		rows, err := conn.QueryContext(ctx, fmt.Sprintf("SELECT version, name FROM %s.schema_migrations", db))
+		if err != nil {
+			return err
+		}
+		applied[db] = map[int]bool{}
+		for rows.Next() {
+			var v int
+			var name string
+			if err := rows.Scan(&v, &name); err != nil {
+				rows.Close()
+				return err
+			}
+			applied[db][v] = true
+			if v > known[db] {
+				rows.Close()
+				return fmt.Errorf("store %s: %w: its %s database has migration %s (schema %d) and this binary knows up to schema %d; run a newer collider",
+					s.opts.Dir, ErrNewerStore, db, name, v, known[db])
+			}
+		}
+		rows.Close()
+	}
+	for _, m := range ms {
+		if applied[m.database][m.version] {
+			continue
+		}
+		if err := s.apply(ctx, conn, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Store) apply(ctx context.Context, conn *sql.Conn, m migration) error {
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, "USE "+m.database); err != nil {
+		return fmt.Errorf("store: migration %s: %w", m.name, err)
+	}
+	defer conn.ExecContext(context.WithoutCancel(ctx), "USE "+Feeds)
+	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+		return fmt.Errorf("store: migration %s: %w", m.name, err)
+	}
+	if m.database == Feeds && strings.Contains(m.sql, "CREATE TABLE regions") {
+		if err := seedRegions(ctx, tx, s.opts.TempDir); err != nil {
+			return fmt.Errorf("store: migration %s: %w", m.name, err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("INSERT INTO %s.schema_migrations VALUES (?, ?, ?, version())", m.database),
+		m.version, m.name, time.Now()); err != nil {
+		return fmt.Errorf("store: record migration %s: %w", m.name, err)
+	}
+	return tx.Commit()
+}
+
+// seedRegions loads the shipped regions and builds region_lookup: every
+// 6-digit code under a known province, resolved county → city → province.
+func seedRegions(ctx context.Context, tx *sql.Tx, tmpDir string) error {
+	f, err := os.CreateTemp(tmpDir, "regions-*.csv")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(regions.CSV()); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	steps := []string{
+		`INSERT INTO regions SELECT code, name, level, nullif(parent, ''), province, nullif(city, ''), lon, lat
+		   FROM read_csv(?, header = true, all_varchar = false,
+		        columns = {'code': 'VARCHAR', 'name': 'VARCHAR', 'level': 'VARCHAR', 'parent': 'VARCHAR',
+		                   'province': 'VARCHAR', 'city': 'VARCHAR', 'lon': 'DOUBLE', 'lat': 'DOUBLE'})`,
+		// Placeholder rows (市辖区, 县) have no point: take the parent's, twice for chains.
+		`UPDATE regions SET lon = p.lon, lat = p.lat FROM regions p WHERE regions.lon IS NULL AND p.code = regions.parent`,
+		`UPDATE regions SET lon = p.lon, lat = p.lat FROM regions p WHERE regions.lon IS NULL AND p.code = regions.parent`,
+		`INSERT INTO region_lookup
+		 WITH codes AS (
+		     SELECT substr(p.code, 1, 2) || lpad(CAST(t.i AS VARCHAR), 4, '0') AS code
+		     FROM regions p CROSS JOIN range(10000) t(i) WHERE p.level = 'province')
+		 SELECT c.code,
+		        coalesce(r1.code, r2.code, r3.code),
+		        city_of(c.code),
+		        coalesce(r1.lon, r2.lon, r3.lon),
+		        coalesce(r1.lat, r2.lat, r3.lat)
+		 FROM codes c
+		 LEFT JOIN regions r1 ON r1.code = c.code
+		 LEFT JOIN regions r2 ON r2.code = city_of(c.code)
+		 JOIN regions r3 ON r3.code = substr(c.code, 1, 2) || '0000'`,
+	}
+	for i, q := range steps {
+		var args []any
+		if i == 0 {
+			args = []any{f.Name()}
+		}
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			return fmt.Errorf("seed regions: %w", err)
+		}
+	}
+	return nil
+}
