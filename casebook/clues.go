@@ -1,0 +1,220 @@
+package casebook
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"collider/personid"
+)
+
+// Clue is one published clue (线索): a (model, person, institution) and the
+// settlements that make it suspicious.
+type Clue struct {
+	ID              int64           `json:"clue_id"`
+	BatchID         int64           `json:"batch_id"`
+	Model           string          `json:"model"`
+	ModelVersion    string          `json:"model_version"`
+	Severity        string          `json:"severity"`
+	Score           float64         `json:"score"`
+	Reasons         []string        `json:"reasons"`
+	PersonID        string          `json:"person_id"`
+	PersonName      string          `json:"person_name"`
+	InstitutionID   string          `json:"institution_id"`
+	InstitutionName string          `json:"institution_name"`
+	City            string          `json:"city_code"`
+	SettlementCount int             `json:"settlement_count"`
+	SettlementIDs   []string        `json:"settlement_ids"`
+	FirstVisit      *time.Time      `json:"first_visit,omitempty"`
+	LastVisit       *time.Time      `json:"last_visit,omitempty"`
+	TotalAmount     float64         `json:"total_amount"`
+	FundAmount      float64         `json:"fund_amount"`
+	Narrative       string          `json:"narrative"`
+	Evidence        json.RawMessage `json:"evidence"`
+	FollowUpOf      *int64          `json:"follow_up_of,omitempty"`
+	Status          string          `json:"status,omitempty"` // the lead's status
+}
+
+// MaskName keeps the first character of a name: 张三 → 张*.
+func MaskName(name string) string {
+	r := []rune(name)
+	if len(r) == 0 {
+		return ""
+	}
+	return string(r[0]) + strings.Repeat("*", max(1, len(r)-1))
+}
+
+// Mask hides personal data for readers who may not see it, in every field
+// that carries it, the narrative and evidence included.
+func (cl *Clue) Mask() {
+	id, name := cl.PersonID, cl.PersonName
+	mid, mname := personid.Mask(id), MaskName(name)
+	cl.PersonID, cl.PersonName = mid, mname
+	replace := func(s string) string {
+		if id != "" {
+			s = strings.ReplaceAll(s, id, mid)
+		}
+		if name != "" {
+			s = strings.ReplaceAll(s, name, mname)
+		}
+		return s
+	}
+	cl.Narrative = replace(cl.Narrative)
+	cl.Evidence = json.RawMessage(replace(string(cl.Evidence)))
+}
+
+// ClueFilter narrows a clue list. Cursor paging: clue ids greater than After.
+type ClueFilter struct {
+	Batch    int64
+	Model    string
+	City     string
+	Severity string
+	Status   string // the lead's status
+	After    int64
+	Limit    int // 0: a page of 100; Export lifts it
+}
+
+const clueColumns = `c.clue_id, c.batch_id, c.model, c.model_version, c.severity, c.score, c.reasons, c.person_id,
+	coalesce(c.person_name, ''), c.institution_id, coalesce(c.institution_name, ''), l.city_code, c.settlement_count,
+	c.settlement_ids, c.first_visit, c.last_visit, CAST(c.total_amount AS DOUBLE), CAST(c.fund_amount AS DOUBLE),
+	c.narrative, c.evidence, c.follow_up_of, l.status`
+
+func scanClue(s interface{ Scan(...any) error }, cl *Clue) error {
+	var reasons, ids, evidence string
+	var first, last sql.NullTime
+	var follow sql.NullInt64
+	if err := s.Scan(&cl.ID, &cl.BatchID, &cl.Model, &cl.ModelVersion, &cl.Severity, &cl.Score, &reasons, &cl.PersonID,
+		&cl.PersonName, &cl.InstitutionID, &cl.InstitutionName, &cl.City, &cl.SettlementCount, &ids, &first, &last,
+		&cl.TotalAmount, &cl.FundAmount, &cl.Narrative, &evidence, &follow, &cl.Status); err != nil {
+		return err
+	}
+	cl.Reasons, cl.SettlementIDs = splitList(reasons), splitList(ids)
+	cl.Evidence = json.RawMessage(evidence)
+	if first.Valid {
+		cl.FirstVisit = &first.Time
+	}
+	if last.Valid {
+		cl.LastVisit = &last.Time
+	}
+	if follow.Valid {
+		cl.FollowUpOf = &follow.Int64
+	}
+	return nil
+}
+
+func splitList(s string) []string {
+	if s == "" {
+		return []string{}
+	}
+	return strings.Split(s, ";")
+}
+
+// clueScope is the WHERE clause and arguments that limit clues to what u may
+// see and the filter asks for. Every clue query, counts and exports
+// included, goes through it: one scope check for every handler.
+func clueScope(u User, f ClueFilter) (string, []any, error) {
+	where := []string{"true"}
+	var args []any
+	switch u.Role {
+	case RoleCity:
+		if f.City != "" && f.City != u.City {
+			return "", nil, Errorf(EFORBIDDEN, "a city bureau sees only its own city's clues")
+		}
+		where = append(where, "l.city_code = ?")
+		args = append(args, u.City)
+	case RoleProvince, RoleModeler, RoleAdmin:
+		if f.City != "" {
+			where = append(where, "l.city_code = ?")
+			args = append(args, f.City)
+		}
+	default:
+		return "", nil, Errorf(EFORBIDDEN, "unknown role")
+	}
+	if f.Batch > 0 {
+		where = append(where, "c.batch_id = ?")
+		args = append(args, f.Batch)
+	}
+	if f.Model != "" {
+		where = append(where, "c.model = ?")
+		args = append(args, f.Model)
+	}
+	if f.Severity != "" {
+		if f.Severity != "high" && f.Severity != "medium" && f.Severity != "low" {
+			return "", nil, Errorf(EINVALID, "severity is high, medium or low")
+		}
+		where = append(where, "c.severity = ?")
+		args = append(args, f.Severity)
+	}
+	if f.Status != "" {
+		where = append(where, "l.status = ?")
+		args = append(args, f.Status)
+	}
+	if f.After > 0 {
+		where = append(where, "c.clue_id > ?")
+		args = append(args, f.After)
+	}
+	return strings.Join(where, " AND "), args, nil
+}
+
+// Clues lists the clues u may see, by id from the cursor, masked as u's role requires.
+func (c *Casebook) Clues(ctx context.Context, u User, f ClueFilter) ([]Clue, error) {
+	where, args, err := clueScope(u, f)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := c.DB.QueryContext(ctx, fmt.Sprintf(`SELECT %s FROM casebook.clues c JOIN casebook.leads l ON l.lead_id = c.clue_id
+		WHERE %s ORDER BY c.clue_id LIMIT %d`, clueColumns, where, clampLimit(f.Limit)), args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []Clue{}
+	for rows.Next() {
+		var cl Clue
+		if err := scanClue(rows, &cl); err != nil {
+			return nil, err
+		}
+		if u.MasksPersonalData() {
+			cl.Mask()
+		}
+		out = append(out, cl)
+	}
+	return out, rows.Err()
+}
+
+// CountClues counts the clues u may see under a filter.
+func (c *Casebook) CountClues(ctx context.Context, u User, f ClueFilter) (int64, error) {
+	f.After = 0
+	where, args, err := clueScope(u, f)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	err = c.DB.QueryRowContext(ctx, "SELECT count(*) FROM casebook.clues c JOIN casebook.leads l ON l.lead_id = c.clue_id WHERE "+where, args...).Scan(&n)
+	return n, err
+}
+
+// Clue returns one clue u may see.
+func (c *Casebook) Clue(ctx context.Context, u User, id int64) (Clue, error) {
+	where, args, err := clueScope(u, ClueFilter{})
+	if err != nil {
+		return Clue{}, err
+	}
+	var cl Clue
+	err = scanClue(c.DB.QueryRowContext(ctx, fmt.Sprintf(`SELECT %s FROM casebook.clues c JOIN casebook.leads l ON l.lead_id = c.clue_id
+		WHERE c.clue_id = ? AND %s`, clueColumns, where), append([]any{id}, args...)...), &cl)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Clue{}, Errorf(ENOTFOUND, "no clue %d", id)
+	}
+	if err != nil {
+		return Clue{}, err
+	}
+	if u.MasksPersonalData() {
+		cl.Mask()
+	}
+	return cl, nil
+}

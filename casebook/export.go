@@ -1,0 +1,277 @@
+package casebook
+
+import (
+	"bufio"
+	"context"
+	"encoding/csv"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/parquet-go/parquet-go"
+	"github.com/xuri/excelize/v2"
+)
+
+// ExportColumns are the columns of a clue export, in the order users'
+// spreadsheets and scripts rely on.
+var ExportColumns = []string{"clue_id", "batch_id", "model", "model_version", "severity", "score", "reasons",
+	"person_id", "person_name", "institution_id", "institution_name", "city_code", "settlement_count",
+	"settlement_ids", "first_visit", "last_visit", "total_amount", "fund_amount", "narrative", "evidence", "follow_up_of"}
+
+// Formats an export can take.
+var Formats = []string{"csv", "xlsx", "parquet"}
+
+// ContentType returns the MIME type and file extension of an export format.
+func ContentType(format string) (string, error) {
+	switch format {
+	case "csv":
+		return "text/csv; charset=utf-8", nil
+	case "xlsx":
+		return "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", nil
+	case "parquet":
+		return "application/vnd.apache.parquet", nil
+	}
+	return "", Errorf(EINVALID, "unknown format %q (formats: csv, xlsx, parquet)", format)
+}
+
+// exportRow is a clue as one flat row, for every format.
+type exportRow struct {
+	ClueID          int64   `parquet:"clue_id"`
+	BatchID         int64   `parquet:"batch_id"`
+	Model           string  `parquet:"model"`
+	ModelVersion    string  `parquet:"model_version"`
+	Severity        string  `parquet:"severity"`
+	Score           float64 `parquet:"score"`
+	Reasons         string  `parquet:"reasons"`
+	PersonID        string  `parquet:"person_id"`
+	PersonName      string  `parquet:"person_name"`
+	InstitutionID   string  `parquet:"institution_id"`
+	InstitutionName string  `parquet:"institution_name"`
+	CityCode        string  `parquet:"city_code"`
+	SettlementCount int32   `parquet:"settlement_count"`
+	SettlementIDs   string  `parquet:"settlement_ids"`
+	FirstVisit      string  `parquet:"first_visit"`
+	LastVisit       string  `parquet:"last_visit"`
+	TotalAmount     float64 `parquet:"total_amount"`
+	FundAmount      float64 `parquet:"fund_amount"`
+	Narrative       string  `parquet:"narrative"`
+	Evidence        string  `parquet:"evidence"`
+	FollowUpOf      *int64  `parquet:"follow_up_of,optional"`
+}
+
+func flatten(cl *Clue) exportRow {
+	ts := func(t *time.Time) string {
+		if t == nil {
+			return ""
+		}
+		return t.Format("2006-01-02 15:04:05")
+	}
+	return exportRow{cl.ID, cl.BatchID, cl.Model, cl.ModelVersion, cl.Severity, cl.Score, strings.Join(cl.Reasons, ";"),
+		cl.PersonID, cl.PersonName, cl.InstitutionID, cl.InstitutionName, cl.City, int32(cl.SettlementCount),
+		strings.Join(cl.SettlementIDs, ";"), ts(cl.FirstVisit), ts(cl.LastVisit), cl.TotalAmount, cl.FundAmount,
+		cl.Narrative, string(cl.Evidence), cl.FollowUpOf}
+}
+
+func (r *exportRow) strings() []string {
+	follow := ""
+	if r.FollowUpOf != nil {
+		follow = strconv.FormatInt(*r.FollowUpOf, 10)
+	}
+	return []string{strconv.FormatInt(r.ClueID, 10), strconv.FormatInt(r.BatchID, 10), r.Model, r.ModelVersion, r.Severity,
+		strconv.FormatFloat(r.Score, 'f', 2, 64), r.Reasons, r.PersonID, r.PersonName, r.InstitutionID, r.InstitutionName,
+		r.CityCode, strconv.Itoa(int(r.SettlementCount)), r.SettlementIDs, r.FirstVisit, r.LastVisit,
+		strconv.FormatFloat(r.TotalAmount, 'f', 2, 64), strconv.FormatFloat(r.FundAmount, 'f', 2, 64), r.Narrative, r.Evidence, follow}
+}
+
+// rowSink writes export rows in one format.
+type rowSink interface {
+	write(r *exportRow) error
+	close() error
+}
+
+// Export streams the clues u may see under f to w in a format, one row at a
+// time (memory stays bounded whatever the size), masked as u's role requires,
+// and writes the download to the audit log. It returns the rows written.
+func (c *Casebook) Export(ctx context.Context, u User, f ClueFilter, format string, w io.Writer) (int64, error) {
+	if _, err := ContentType(format); err != nil {
+		return 0, err
+	}
+	f.After = 0
+	where, args, err := clueScope(u, f)
+	if err != nil {
+		return 0, err
+	}
+	sink, err := newSink(format, w, c.TmpDir)
+	if err != nil {
+		return 0, err
+	}
+	rows, err := c.DB.QueryContext(ctx, fmt.Sprintf(`SELECT %s FROM casebook.clues c JOIN casebook.leads l ON l.lead_id = c.clue_id
+		WHERE %s ORDER BY c.clue_id`, clueColumns, where), args...)
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	var n int64
+	for rows.Next() {
+		var cl Clue
+		if err := scanClue(rows, &cl); err != nil {
+			return n, err
+		}
+		if u.MasksPersonalData() {
+			cl.Mask()
+		}
+		r := flatten(&cl)
+		if err := sink.write(&r); err != nil {
+			return n, err
+		}
+		n++
+	}
+	if err := rows.Err(); err != nil {
+		return n, err
+	}
+	if err := sink.close(); err != nil {
+		return n, err
+	}
+	object := fmt.Sprintf("clues.%s?%s", format, f.describe())
+	return n, c.Audit(context.WithoutCancel(ctx), u, "download", object, n, "")
+}
+
+func (f ClueFilter) describe() string {
+	var parts []string
+	add := func(k, v string) {
+		if v != "" && v != "0" {
+			parts = append(parts, k+"="+v)
+		}
+	}
+	add("batch", strconv.FormatInt(f.Batch, 10))
+	add("model", f.Model)
+	add("city", f.City)
+	add("severity", f.Severity)
+	add("status", f.Status)
+	return strings.Join(parts, "&")
+}
+
+func newSink(format string, w io.Writer, tmpDir string) (rowSink, error) {
+	switch format {
+	case "csv":
+		return newCSVSink(w)
+	case "xlsx":
+		return newXLSXSink(w, tmpDir)
+	case "parquet":
+		return &parquetSink{w: parquet.NewGenericWriter[exportRow](w, parquet.Compression(&parquet.Zstd)), batch: make([]exportRow, 0, 1024)}, nil
+	}
+	return nil, Errorf(EINVALID, "unknown format %q", format)
+}
+
+// CSV in UTF-8 with a byte-order mark, so that Excel opens Chinese text correctly.
+type csvSink struct {
+	buf *bufio.Writer
+	w   *csv.Writer
+}
+
+func newCSVSink(w io.Writer) (*csvSink, error) {
+	buf := bufio.NewWriterSize(w, 64<<10)
+	if _, err := buf.WriteString("\uFEFF"); err != nil {
+		return nil, err
+	}
+	s := &csvSink{buf: buf, w: csv.NewWriter(buf)}
+	return s, s.w.Write(ExportColumns)
+}
+
+func (s *csvSink) write(r *exportRow) error { return s.w.Write(r.strings()) }
+func (s *csvSink) close() error {
+	s.w.Flush()
+	if err := s.w.Error(); err != nil {
+		return err
+	}
+	return s.buf.Flush()
+}
+
+// XLSX through excelize's stream writer, which spills rows to a temporary
+// file rather than holding the sheet in memory.
+type xlsxSink struct {
+	f   *excelize.File
+	sw  *excelize.StreamWriter
+	w   io.Writer
+	row int
+}
+
+func newXLSXSink(w io.Writer, tmpDir string) (*xlsxSink, error) {
+	f := excelize.NewFile(excelize.Options{TmpDir: tmpDir})
+	sheet := "clues"
+	if err := f.SetSheetName("Sheet1", sheet); err != nil {
+		return nil, err
+	}
+	sw, err := f.NewStreamWriter(sheet)
+	if err != nil {
+		return nil, err
+	}
+	header := make([]any, len(ExportColumns))
+	for i, c := range ExportColumns {
+		header[i] = c
+	}
+	if err := sw.SetRow("A1", header); err != nil {
+		return nil, err
+	}
+	return &xlsxSink{f: f, sw: sw, w: w, row: 1}, nil
+}
+
+func (s *xlsxSink) write(r *exportRow) error {
+	s.row++
+	var follow any
+	if r.FollowUpOf != nil {
+		follow = *r.FollowUpOf
+	}
+	cell, _ := excelize.CoordinatesToCellName(1, s.row)
+	return s.sw.SetRow(cell, []any{r.ClueID, r.BatchID, r.Model, r.ModelVersion, r.Severity, r.Score, r.Reasons,
+		r.PersonID, r.PersonName, r.InstitutionID, r.InstitutionName, r.CityCode, r.SettlementCount, r.SettlementIDs,
+		r.FirstVisit, r.LastVisit, r.TotalAmount, r.FundAmount, r.Narrative, r.Evidence, follow})
+}
+
+func (s *xlsxSink) close() error {
+	defer s.f.Close()
+	if err := s.sw.Flush(); err != nil {
+		return err
+	}
+	_, err := s.f.WriteTo(s.w)
+	return err
+}
+
+// Parquet written in row groups, so memory stays bounded.
+type parquetSink struct {
+	w     *parquet.GenericWriter[exportRow]
+	batch []exportRow
+	rows  int
+}
+
+func (s *parquetSink) write(r *exportRow) error {
+	s.batch = append(s.batch, *r)
+	if len(s.batch) < cap(s.batch) {
+		return nil
+	}
+	return s.flushBatch()
+}
+
+func (s *parquetSink) flushBatch() error {
+	if _, err := s.w.Write(s.batch); err != nil {
+		return err
+	}
+	s.rows += len(s.batch)
+	s.batch = s.batch[:0]
+	if s.rows >= 128*1024 {
+		s.rows = 0
+		return s.w.Flush()
+	}
+	return nil
+}
+
+func (s *parquetSink) close() error {
+	if len(s.batch) > 0 {
+		if err := s.flushBatch(); err != nil {
+			return err
+		}
+	}
+	return s.w.Close()
+}

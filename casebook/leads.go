@@ -1,0 +1,361 @@
+package casebook
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"collider/regions"
+)
+
+// Lead statuses (线索状态).
+const (
+	StatusNew           = "new"           // 待签收
+	StatusAccepted      = "accepted"      // 签收
+	StatusInvestigating = "investigating" // 核查中
+	StatusReturned      = "returned"      // 退回
+	StatusClosed        = "closed"        // 办结
+)
+
+// Outcomes of a closed lead.
+const (
+	OutcomeConfirmed = "confirmed" // 属实
+	OutcomeDismissed = "dismissed" // 排除
+	OutcomeReferred  = "referred"  // 移送公安/纪检
+)
+
+// Actions on a lead, with the only transitions the workflow allows.
+const (
+	ActionAccept      = "accept"
+	ActionInvestigate = "investigate"
+	ActionClose       = "close"
+	ActionReturn      = "return"
+	ActionReassign    = "reassign"
+)
+
+// transitions: action → allowed from-statuses → to-status.
+var transitions = map[string]struct {
+	from []string
+	to   string
+}{
+	ActionAccept:      {[]string{StatusNew}, StatusAccepted},
+	ActionInvestigate: {[]string{StatusAccepted}, StatusInvestigating},
+	ActionClose:       {[]string{StatusInvestigating}, StatusClosed},
+	ActionReturn:      {[]string{StatusNew, StatusAccepted}, StatusReturned},
+	ActionReassign:    {[]string{StatusReturned}, StatusNew},
+}
+
+// Lead is a routed clue and where it stands.
+type Lead struct {
+	ID              int64      `json:"lead_id"`
+	City            string     `json:"city_code"`
+	Status          string     `json:"status"`
+	Outcome         string     `json:"outcome,omitempty"`
+	RecoveredAmount *float64   `json:"recovered_amount,omitempty"`
+	Note            string     `json:"note,omitempty"`
+	RoutedAt        time.Time  `json:"routed_at"`
+	DueDate         string     `json:"due_date"`
+	UpdatedAt       time.Time  `json:"updated_at"`
+	ClosedAt        *time.Time `json:"closed_at,omitempty"`
+	Overdue         bool       `json:"overdue"`
+	Clue            *Clue      `json:"clue,omitempty"`
+}
+
+// Event is one change of a lead.
+type Event struct {
+	ID              int64     `json:"event_id"`
+	LeadID          int64     `json:"lead_id"`
+	At              time.Time `json:"at"`
+	UserID          int64     `json:"user_id"`
+	UserName        string    `json:"user_name"`
+	Role            string    `json:"role"`
+	Action          string    `json:"action"`
+	From            string    `json:"from_status,omitempty"`
+	To              string    `json:"to_status"`
+	City            string    `json:"city_code"`
+	Outcome         string    `json:"outcome,omitempty"`
+	RecoveredAmount *float64  `json:"recovered_amount,omitempty"`
+	Note            string    `json:"note,omitempty"`
+}
+
+// Action is what a user asks to do to a lead.
+type Action struct {
+	Action          string   `json:"action"`
+	Outcome         string   `json:"outcome,omitempty"`
+	RecoveredAmount *float64 `json:"recovered_amount,omitempty"`
+	Note            string   `json:"note,omitempty"`
+	City            string   `json:"city_code,omitempty"` // reassign: the city it goes to
+}
+
+// IsProvinceCode reports whether a region code is a province (xx0000): leads
+// routed there are the province's own.
+func IsProvinceCode(code string) bool { return len(code) == 6 && code[2:] == "0000" }
+
+// canSee reports whether u may see a lead held by city.
+func canSee(u User, city string) bool {
+	switch u.Role {
+	case RoleProvince, RoleModeler, RoleAdmin:
+		return true
+	case RoleCity:
+		return city == u.City
+	}
+	return false
+}
+
+// check validates an action against the lead and the user, without writing.
+func checkAction(u User, l Lead, a Action) (to string, err error) {
+	t, ok := transitions[a.Action]
+	if !ok {
+		return "", Errorf(EINVALID, "unknown action %q (actions: accept, investigate, close, return, reassign)", a.Action)
+	}
+	switch {
+	case a.Action == ActionReassign:
+		if u.Role != RoleProvince {
+			return "", Errorf(EFORBIDDEN, "only the province reassigns leads")
+		}
+	case u.Role == RoleCity && l.City == u.City:
+	case u.Role == RoleProvince && IsProvinceCode(l.City):
+		// Leads no city could take are the province's own to work.
+	default:
+		return "", Errorf(EFORBIDDEN, "a %s user cannot %s lead %d held by %s", u.Role, a.Action, l.ID, l.City)
+	}
+	allowed := false
+	for _, f := range t.from {
+		allowed = allowed || f == l.Status
+	}
+	if !allowed {
+		return "", Errorf(ECONFLICT, "lead %d is %s; %s is allowed only from %s", l.ID, l.Status, a.Action, strings.Join(t.from, " or "))
+	}
+	switch a.Action {
+	case ActionClose:
+		switch a.Outcome {
+		case OutcomeConfirmed:
+			if a.RecoveredAmount == nil || *a.RecoveredAmount < 0 {
+				return "", Errorf(EINVALID, "closing as confirmed needs recovered_amount (0 or more, yuan)")
+			}
+		case OutcomeDismissed, OutcomeReferred:
+			if a.RecoveredAmount != nil && *a.RecoveredAmount != 0 {
+				return "", Errorf(EINVALID, "recovered_amount goes with outcome confirmed only")
+			}
+		default:
+			return "", Errorf(EINVALID, "closing needs an outcome: confirmed, dismissed or referred")
+		}
+		if strings.TrimSpace(a.Note) == "" {
+			return "", Errorf(EINVALID, "closing needs a note")
+		}
+	case ActionReturn:
+		if strings.TrimSpace(a.Note) == "" {
+			return "", Errorf(EINVALID, "returning a lead needs a note saying why it is not yours")
+		}
+	case ActionReassign:
+		if !regions.IsCode(a.City) || a.City[4:] != "00" || IsProvinceCode(a.City) {
+			return "", Errorf(EINVALID, "reassign needs city_code, a 6-digit city code like 620100")
+		}
+	}
+	if a.Action != ActionClose && (a.Outcome != "" || a.RecoveredAmount != nil) {
+		return "", Errorf(EINVALID, "outcome and recovered_amount go with close only")
+	}
+	return t.to, nil
+}
+
+const leadColumns = `l.lead_id, l.city_code, l.status, coalesce(l.outcome, ''), CAST(l.recovered_amount AS DOUBLE),
+	coalesce(l.note, ''), l.routed_at, strftime(l.due_date, '%Y-%m-%d'), l.updated_at, l.closed_at,
+	l.status NOT IN ('closed') AND l.due_date < CAST(? AS DATE)`
+
+func scanLead(s interface{ Scan(...any) error }, l *Lead) error {
+	var rec sql.NullFloat64
+	var closed sql.NullTime
+	if err := s.Scan(&l.ID, &l.City, &l.Status, &l.Outcome, &rec, &l.Note, &l.RoutedAt, &l.DueDate, &l.UpdatedAt, &closed, &l.Overdue); err != nil {
+		return err
+	}
+	if rec.Valid {
+		l.RecoveredAmount = &rec.Float64
+	}
+	if closed.Valid {
+		l.ClosedAt = &closed.Time
+	}
+	return nil
+}
+
+// Act applies an action to a lead in one transaction: the lead is updated and
+// an event appended, or nothing happens.
+func (c *Casebook) Act(ctx context.Context, u User, leadID int64, a Action) (Lead, error) {
+	conn, err := c.DB.Conn(ctx)
+	if err != nil {
+		return Lead{}, err
+	}
+	defer conn.Close()
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return Lead{}, err
+	}
+	defer tx.Rollback()
+	var l Lead
+	now := c.now()
+	err = scanLead(tx.QueryRowContext(ctx, "SELECT "+leadColumns+" FROM casebook.leads l WHERE l.lead_id = ?", now, leadID), &l)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && !canSee(u, l.City)) {
+		return Lead{}, Errorf(ENOTFOUND, "no lead %d", leadID)
+	}
+	if err != nil {
+		return Lead{}, err
+	}
+	to, err := checkAction(u, l, a)
+	if err != nil {
+		return Lead{}, err
+	}
+	city := l.City
+	if a.Action == ActionReassign {
+		city = a.City
+	}
+	if a.Action == ActionReturn {
+		// A returned lead goes back to the province, which reassigns it.
+		city = regions.ProvinceOf(l.City)
+	}
+	var closedAt any
+	if to == StatusClosed {
+		closedAt = now
+	}
+	note := strings.TrimSpace(a.Note)
+	if _, err := tx.ExecContext(ctx, `UPDATE casebook.leads SET status = ?, city_code = ?, updated_at = ?,
+		outcome = coalesce(?, outcome), recovered_amount = coalesce(?, recovered_amount), note = coalesce(?, note), closed_at = coalesce(?, closed_at)
+		WHERE lead_id = ?`, to, city, now, nullString(a.Outcome), a.RecoveredAmount, nullString(note), closedAt, leadID); err != nil {
+		return Lead{}, conflictOr(err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO casebook.lead_events VALUES (nextval('casebook.event_ids'), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		leadID, now, u.ID, u.Name, string(u.Role), a.Action, l.Status, to, city, nullString(a.Outcome), a.RecoveredAmount, nullString(note)); err != nil {
+		return Lead{}, conflictOr(err)
+	}
+	if err := tx.Commit(); err != nil {
+		return Lead{}, conflictOr(err)
+	}
+	// The actor saw the lead a moment ago; after a return it belongs to the
+	// province, but the actor still gets the state they produced.
+	return c.lead(ctx, u, leadID, false)
+}
+
+// conflictOr turns DuckDB's write-write conflict (two people acting on one
+// lead at once) into ECONFLICT.
+func conflictOr(err error) error {
+	if strings.Contains(err.Error(), "Conflict") || strings.Contains(err.Error(), "conflict") {
+		return Errorf(ECONFLICT, "the lead was changed by someone else at the same moment; reload and try again")
+	}
+	return err
+}
+
+// Lead returns one lead with its clue, if u may see it.
+func (c *Casebook) Lead(ctx context.Context, u User, id int64) (Lead, error) {
+	return c.lead(ctx, u, id, true)
+}
+
+func (c *Casebook) lead(ctx context.Context, u User, id int64, scoped bool) (Lead, error) {
+	var l Lead
+	err := scanLead(c.DB.QueryRowContext(ctx, "SELECT "+leadColumns+" FROM casebook.leads l WHERE l.lead_id = ?", c.now(), id), &l)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && scoped && !canSee(u, l.City)) {
+		return Lead{}, Errorf(ENOTFOUND, "no lead %d", id)
+	}
+	if err != nil {
+		return Lead{}, err
+	}
+	reader := u
+	if !scoped {
+		reader = User{ID: u.ID, Name: u.Name, Role: RoleProvince}
+	}
+	clue, err := c.Clue(ctx, reader, id)
+	if err != nil {
+		return Lead{}, err
+	}
+	if u.MasksPersonalData() && !reader.MasksPersonalData() {
+		clue.Mask()
+	}
+	l.Clue = &clue
+	return l, nil
+}
+
+// Events returns a lead's events, oldest first.
+func (c *Casebook) Events(ctx context.Context, u User, leadID int64) ([]Event, error) {
+	if _, err := c.Lead(ctx, u, leadID); err != nil {
+		return nil, err
+	}
+	rows, err := c.DB.QueryContext(ctx, `SELECT event_id, lead_id, event_at, coalesce(user_id, 0), user_name, role, action,
+		coalesce(from_status, ''), to_status, city_code, coalesce(outcome, ''), CAST(recovered_amount AS DOUBLE), coalesce(note, '')
+		FROM casebook.lead_events WHERE lead_id = ? ORDER BY event_id`, leadID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Event
+	for rows.Next() {
+		var e Event
+		var rec sql.NullFloat64
+		if err := rows.Scan(&e.ID, &e.LeadID, &e.At, &e.UserID, &e.UserName, &e.Role, &e.Action, &e.From, &e.To, &e.City, &e.Outcome, &rec, &e.Note); err != nil {
+			return nil, err
+		}
+		if rec.Valid {
+			e.RecoveredAmount = &rec.Float64
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// LeadFilter narrows a lead list.
+type LeadFilter struct {
+	City    string // province only; a city user always sees its own
+	Status  string
+	Overdue bool
+	After   int64 // cursor: lead ids greater than this
+	Limit   int
+}
+
+// Leads lists leads u may see, by id, from a cursor.
+func (c *Casebook) Leads(ctx context.Context, u User, f LeadFilter) ([]Lead, error) {
+	if u.Role == RoleModeler {
+		return nil, Errorf(EFORBIDDEN, "modelers work with clues and metrics, not lead inboxes")
+	}
+	where := []string{"l.lead_id > ?"}
+	args := []any{c.now(), f.After}
+	if u.Role == RoleCity {
+		where = append(where, "l.city_code = ?")
+		args = append(args, u.City)
+	} else if f.City != "" {
+		where = append(where, "l.city_code = ?")
+		args = append(args, f.City)
+	}
+	if f.Status != "" {
+		where = append(where, "l.status = ?")
+		args = append(args, f.Status)
+	}
+	if f.Overdue {
+		where = append(where, "l.status <> 'closed' AND l.due_date < CAST(? AS DATE)")
+		args = append(args, c.now())
+	}
+	limit := clampLimit(f.Limit)
+	rows, err := c.DB.QueryContext(ctx, fmt.Sprintf("SELECT %s FROM casebook.leads l WHERE %s ORDER BY l.lead_id LIMIT %d",
+		leadColumns, strings.Join(where, " AND "), limit), args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Lead
+	for rows.Next() {
+		var l Lead
+		if err := scanLead(rows, &l); err != nil {
+			return nil, err
+		}
+		out = append(out, l)
+	}
+	return out, rows.Err()
+}
+
+func clampLimit(n int) int {
+	switch {
+	case n <= 0:
+		return 100
+	case n > 1000:
+		return 1000
+	}
+	return n
+}

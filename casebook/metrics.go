@@ -1,0 +1,172 @@
+package casebook
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/xuri/excelize/v2"
+)
+
+// Metric is the feedback on clues (反馈统计), per model version or per city:
+// what was issued and what the investigations found.
+type Metric struct {
+	Model        string   `json:"model,omitempty"`
+	ModelVersion string   `json:"model_version,omitempty"`
+	City         string   `json:"city_code,omitempty"`
+	Issued       int64    `json:"issued"`
+	Accepted     int64    `json:"accepted"`
+	Closed       int64    `json:"closed"`
+	Confirmed    int64    `json:"confirmed"`
+	Dismissed    int64    `json:"dismissed"`
+	Referred     int64    `json:"referred"`
+	Precision    *float64 `json:"precision"` // confirmed / (confirmed + dismissed); null before any verdict
+	Recovered    float64  `json:"recovered_amount"`
+	Overdue      int64    `json:"overdue"`
+}
+
+// Metrics groups lead outcomes by "model" (model and version) or "city".
+// A city user gets its own city only.
+func (c *Casebook) Metrics(ctx context.Context, u User, by string) ([]Metric, error) {
+	var groupCols string
+	switch by {
+	case "model", "":
+		groupCols = "c.model, c.model_version, ''"
+	case "city":
+		groupCols = "'', '', l.city_code"
+	default:
+		return nil, Errorf(EINVALID, "metrics by model or city, not %q", by)
+	}
+	where, args := "true", []any{c.now()}
+	if u.Role == RoleCity {
+		where = "l.city_code = ?"
+		args = append(args, u.City)
+	}
+	rows, err := c.DB.QueryContext(ctx, fmt.Sprintf(`SELECT %s,
+		count(*),
+		count(*) FILTER (WHERE EXISTS (SELECT 1 FROM casebook.lead_events e WHERE e.lead_id = l.lead_id AND e.action = 'accept')),
+		count(*) FILTER (WHERE l.status = 'closed'),
+		count(*) FILTER (WHERE l.outcome = 'confirmed'),
+		count(*) FILTER (WHERE l.outcome = 'dismissed'),
+		count(*) FILTER (WHERE l.outcome = 'referred'),
+		coalesce(CAST(sum(l.recovered_amount) AS DOUBLE), 0),
+		count(*) FILTER (WHERE l.status <> 'closed' AND l.due_date < CAST($1 AS DATE))
+		FROM casebook.clues c JOIN casebook.leads l ON l.lead_id = c.clue_id
+		WHERE %s GROUP BY ALL ORDER BY ALL`, groupCols, strings.Replace(where, "?", "$2", 1)), args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []Metric{}
+	for rows.Next() {
+		var m Metric
+		if err := rows.Scan(&m.Model, &m.ModelVersion, &m.City, &m.Issued, &m.Accepted, &m.Closed, &m.Confirmed, &m.Dismissed, &m.Referred, &m.Recovered, &m.Overdue); err != nil {
+			return nil, err
+		}
+		if d := m.Confirmed + m.Dismissed; d > 0 {
+			p := float64(m.Confirmed) / float64(d)
+			m.Precision = &p
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+// ReportRow is one city's line of the monthly supervision report (督办月报).
+type ReportRow struct {
+	City      string  `json:"city_code"`
+	Issued    int64   `json:"issued"`    // routed to the city during the month
+	Accepted  int64   `json:"accepted"`  // accepted during the month
+	Closed    int64   `json:"closed"`    // closed during the month
+	Overdue   int64   `json:"overdue"`   // open past their due date at the month's end (or now)
+	Confirmed int64   `json:"confirmed"` // closed as confirmed during the month
+	Recovered float64 `json:"recovered_amount"`
+}
+
+// MonthlyReport counts a month's work per city from the lead events, so it
+// can be run for any past month. month is YYYY-MM.
+func (c *Casebook) MonthlyReport(ctx context.Context, u User, month string) ([]ReportRow, error) {
+	start, err := time.ParseInLocation("2006-01", month, time.Local)
+	if err != nil {
+		return nil, Errorf(EINVALID, "month is YYYY-MM, got %q", month)
+	}
+	if u.Role == RoleModeler {
+		return nil, Errorf(EFORBIDDEN, "the supervision report is for the province and the cities")
+	}
+	end := start.AddDate(0, 1, 0)
+	asOf := end
+	if now := c.now(); now.Before(end) {
+		asOf = now
+	}
+	cityFilter, args := "", []any{start, end, asOf}
+	if u.Role == RoleCity {
+		cityFilter = "WHERE city = $4"
+		args = append(args, u.City)
+	}
+	rows, err := c.DB.QueryContext(ctx, fmt.Sprintf(`WITH ev AS (
+			SELECT * FROM casebook.lead_events WHERE event_at >= $1 AND event_at < $2),
+		per AS (
+			SELECT city_code AS city,
+			       count(*) FILTER (WHERE action IN ('route', 'reassign')) AS issued,
+			       count(*) FILTER (WHERE action = 'accept') AS accepted,
+			       count(*) FILTER (WHERE action = 'close') AS closed,
+			       count(*) FILTER (WHERE action = 'close' AND outcome = 'confirmed') AS confirmed,
+			       coalesce(CAST(sum(recovered_amount) AS DOUBLE), 0) AS recovered
+			FROM ev GROUP BY city_code),
+		-- the state of every lead at asOf: its last event before then
+		state AS (
+			SELECT lead_id, city_code AS city, to_status FROM (
+				SELECT e.*, row_number() OVER (PARTITION BY lead_id ORDER BY event_id DESC) AS rn
+				FROM casebook.lead_events e WHERE event_at < $3) WHERE rn = 1),
+		overdue AS (
+			SELECT s.city, count(*) AS overdue FROM state s JOIN casebook.leads l USING (lead_id)
+			WHERE s.to_status <> 'closed' AND l.due_date < CAST($3 AS DATE) GROUP BY s.city),
+		cities AS (SELECT city FROM per UNION SELECT city FROM overdue)
+		SELECT city, coalesce(issued, 0), coalesce(accepted, 0), coalesce(closed, 0), coalesce(overdue, 0),
+		       coalesce(confirmed, 0), coalesce(recovered, 0)
+		FROM cities LEFT JOIN per USING (city) LEFT JOIN overdue USING (city) %s ORDER BY city`, cityFilter), args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []ReportRow{}
+	for rows.Next() {
+		var r ReportRow
+		if err := rows.Scan(&r.City, &r.Issued, &r.Accepted, &r.Closed, &r.Overdue, &r.Confirmed, &r.Recovered); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// WriteReportXLSX writes the monthly report as a spreadsheet and audits the download.
+func (c *Casebook) WriteReportXLSX(ctx context.Context, u User, month string, cityNames map[string]string, w io.Writer) error {
+	rows, err := c.MonthlyReport(ctx, u, month)
+	if err != nil {
+		return err
+	}
+	f := excelize.NewFile(excelize.Options{TmpDir: c.TmpDir})
+	defer f.Close()
+	sheet := "督办月报 " + month
+	if err := f.SetSheetName("Sheet1", sheet); err != nil {
+		return err
+	}
+	header := []any{"市州代码", "市州", "下发线索", "签收", "办结", "逾期未办结", "查实", "追回金额（元）"}
+	if err := f.SetSheetRow(sheet, "A1", &header); err != nil {
+		return err
+	}
+	for i, r := range rows {
+		cell, _ := excelize.CoordinatesToCellName(1, i+2)
+		line := []any{r.City, cityNames[r.City], r.Issued, r.Accepted, r.Closed, r.Overdue, r.Confirmed, r.Recovered}
+		if err := f.SetSheetRow(sheet, cell, &line); err != nil {
+			return err
+		}
+	}
+	if _, err := f.WriteTo(w); err != nil {
+		return err
+	}
+	return c.Audit(context.WithoutCancel(ctx), u, "download", "report.xlsx?month="+month, int64(len(rows)), "")
+}
