@@ -144,6 +144,17 @@ CREATE MACRO person_id_first17(s) AS CASE
     WHEN length(s) = 15 AND regexp_full_match(s, '[0-9]{15}') THEN substr(s, 1, 6) || '19' || substr(s, 7, 9)
 END;
 
+-- The same check character from the 17 digits as a number: integer
+-- arithmetic, several times cheaper than 17 substrings over tens of millions of rows.
+CREATE MACRO person_id_check_n(n) AS substr('10X98765432', 1 + CAST((
+    (n // 10000000000000000) % 10 * 7 + (n // 1000000000000000) % 10 * 9 + (n // 100000000000000) % 10 * 10
+  + (n // 10000000000000) % 10 * 5 + (n // 1000000000000) % 10 * 8 + (n // 100000000000) % 10 * 4
+  + (n // 10000000000) % 10 * 2 + (n // 1000000000) % 10 * 1 + (n // 100000000) % 10 * 6
+  + (n // 10000000) % 10 * 3 + (n // 1000000) % 10 * 7 + (n // 100000) % 10 * 9
+  + (n // 10000) % 10 * 10 + (n // 1000) % 10 * 5 + (n // 100) % 10 * 8
+  + (n // 10) % 10 * 4 + (n // 1) % 10 * 2
+  ) % 11 AS INTEGER), 1);
+
 CREATE MACRO person_id_check(d) AS substr('10X98765432', 1 + ((
       (ascii(d[1])  - 48) * 7 + (ascii(d[2])  - 48) * 9 + (ascii(d[3])  - 48) * 10
     + (ascii(d[4])  - 48) * 5 + (ascii(d[5])  - 48) * 8 + (ascii(d[6])  - 48) * 4
