@@ -48,6 +48,7 @@ func scanBatch(s interface{ Scan(...any) error }, b *Batch) error {
 		return err
 	}
 	b.Models, b.Deliveries = json.RawMessage(models), json.RawMessage(deliveries)
+	b.PublishedAt = Wall(b.PublishedAt)
 	return nil
 }
 
@@ -65,7 +66,7 @@ func (c *Casebook) Batches(ctx context.Context, u User, after int64, limit int) 
 		if err := scanBatch(rows, &b); err != nil {
 			return nil, err
 		}
-		out = append(out, b)
+		out = append(out, scopeBatch(u, b))
 	}
 	return out, rows.Err()
 }
@@ -78,5 +79,22 @@ func (c *Casebook) Batch(ctx context.Context, u User, id int64) (Batch, error) {
 	if errors.Is(err, sql.ErrNoRows) {
 		return Batch{}, Errorf(ENOTFOUND, "no batch %d", id)
 	}
-	return b, err
+	return scopeBatch(u, b), err
+}
+
+// scopeBatch keeps a city's view of a batch free of province-wide counts:
+// the models' flagged and clue counts are the whole province's, so a city
+// sees which model versions ran and nothing more.
+func scopeBatch(u User, b Batch) Batch {
+	if u.Role != RoleCity {
+		return b
+	}
+	var ms []struct {
+		Model   string `json:"model"`
+		Version string `json:"version"`
+		Title   string `json:"title,omitempty"`
+	}
+	json.Unmarshal(b.Models, &ms)
+	b.Models, _ = json.Marshal(ms)
+	return b
 }

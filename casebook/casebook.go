@@ -43,3 +43,58 @@ func (c *Casebook) Audit(ctx context.Context, u User, action, object string, row
 		c.now(), u.ID, u.Name, string(u.Role), action, object, rows, nullString(detail))
 	return err
 }
+
+// AuditEntry is one line of the audit log.
+type AuditEntry struct {
+	ID       int64     `json:"audit_id"`
+	At       time.Time `json:"at"`
+	UserID   int64     `json:"user_id"`
+	UserName string    `json:"user_name"`
+	Role     string    `json:"role"`
+	Action   string    `json:"action"`
+	Object   string    `json:"object"`
+	Rows     int64     `json:"rows"`
+	Detail   string    `json:"detail,omitempty"`
+}
+
+// AuditLog lists the audit log, newest first, before a cursor (0: newest).
+func (c *Casebook) AuditLog(ctx context.Context, before int64, limit int) ([]AuditEntry, error) {
+	if before <= 0 {
+		before = 1 << 62
+	}
+	rows, err := c.DB.QueryContext(ctx, `SELECT audit_id, event_at, coalesce(user_id, 0), user_name, role, action, object, rows, coalesce(detail, '')
+		FROM casebook.audit WHERE audit_id < ? ORDER BY audit_id DESC LIMIT ?`, before, clampLimit(limit))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []AuditEntry{}
+	for rows.Next() {
+		var a AuditEntry
+		if err := rows.Scan(&a.ID, &a.At, &a.UserID, &a.UserName, &a.Role, &a.Action, &a.Object, &a.Rows, &a.Detail); err != nil {
+			return nil, err
+		}
+		a.At = Wall(a.At)
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+// ChinaTime is China Standard Time (UTC+8, no daylight saving): every time in
+// the store is a wall-clock time there.
+var ChinaTime = time.FixedZone("CST", 8*3600)
+
+// Wall reads a TIMESTAMP from the store, which the driver returns as UTC, as
+// the China Standard Time wall-clock time it is.
+func Wall(t time.Time) time.Time {
+	return time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), t.Second(), t.Nanosecond(), ChinaTime)
+}
+
+// wallPtr is Wall for an optional time.
+func wallPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	w := Wall(*t)
+	return &w
+}

@@ -95,10 +95,10 @@ func scanClue(s interface{ Scan(...any) error }, cl *Clue) error {
 	cl.Reasons, cl.SettlementIDs = splitList(reasons), splitList(ids)
 	cl.Evidence = json.RawMessage(evidence)
 	if first.Valid {
-		cl.FirstVisit = &first.Time
+		cl.FirstVisit = wallPtr(&first.Time)
 	}
 	if last.Valid {
-		cl.LastVisit = &last.Time
+		cl.LastVisit = wallPtr(&last.Time)
 	}
 	if follow.Valid {
 		cl.FollowUpOf = &follow.Int64

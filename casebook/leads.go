@@ -175,8 +175,9 @@ func scanLead(s interface{ Scan(...any) error }, l *Lead) error {
 		l.RecoveredAmount = &rec.Float64
 	}
 	if closed.Valid {
-		l.ClosedAt = &closed.Time
+		l.ClosedAt = wallPtr(&closed.Time)
 	}
+	l.RoutedAt, l.UpdatedAt = Wall(l.RoutedAt), Wall(l.UpdatedAt)
 	return nil
 }
 
@@ -296,6 +297,7 @@ func (c *Casebook) Events(ctx context.Context, u User, leadID int64) ([]Event, e
 		if rec.Valid {
 			e.RecoveredAmount = &rec.Float64
 		}
+		e.At = Wall(e.At)
 		out = append(out, e)
 	}
 	return out, rows.Err()

@@ -102,8 +102,9 @@ func (c *Casebook) Users(ctx context.Context) ([]User, error) {
 			return nil, err
 		}
 		if revoked.Valid {
-			u.RevokedAt = &revoked.Time
+			u.RevokedAt = wallPtr(&revoked.Time)
 		}
+		u.CreatedAt = Wall(u.CreatedAt)
 		out = append(out, u)
 	}
 	return out, rows.Err()

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"collider/casebook"
 )
 
 // DeliverySummary is one row of the delivery ledger.
@@ -42,6 +44,7 @@ func scanSummary(s interface{ Scan(...any) error }) (DeliverySummary, error) {
 	var d DeliverySummary
 	var extra string
 	err := s.Scan(&d.ID, &d.Feed, &d.Name, &d.SHA256, &d.Status, &d.Files, &d.Rows, &d.Loaded, &d.Rejected, &d.Replaced, &extra, &d.Error, &d.StartedAt, &d.Seconds)
+	d.StartedAt = casebook.Wall(d.StartedAt)
 	d.ExtraColumns = []string{}
 	if extra != "" {
 		d.ExtraColumns = strings.Split(extra, ",")

@@ -172,8 +172,9 @@ func scanRun(s interface{ Scan(...any) error }) (RunRecord, error) {
 		return r, err
 	}
 	if fin.Valid {
-		r.FinishedAt = &fin.Time
+		r.FinishedAt = wall(&fin.Time)
 	}
+	r.StartedAt = casebook.Wall(r.StartedAt)
 	if batch.Valid {
 		r.BatchID = &batch.Int64
 	}
@@ -212,9 +213,15 @@ func GetRun(ctx context.Context, db *sql.DB, id int64) (RunRecord, error) {
 			st.Seconds = &sec.Float64
 		}
 		if fin.Valid {
-			st.FinishedAt = &fin.Time
+			st.FinishedAt = wall(&fin.Time)
 		}
+		st.StartedAt = casebook.Wall(st.StartedAt)
 		r.Steps = append(r.Steps, st)
 	}
 	return r, rows.Err()
+}
+
+func wall(t *time.Time) *time.Time {
+	w := casebook.Wall(*t)
+	return &w
 }

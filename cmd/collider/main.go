@@ -1,0 +1,133 @@
+// Command collider is the one binary of the service: it generates synthetic
+// feeds, loads deliveries, runs the models and (in later subcommands) serves
+// the casebook. Each subcommand lives in its own file; this one dispatches.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+
+	"collider/casebook"
+	"collider/store"
+)
+
+// command is a subcommand: it parses its own flags and returns the exit code.
+type command struct {
+	summary string
+	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) int
+}
+
+func commands() map[string]command {
+	return map[string]command{
+		"batches": {"list the published batches, oldest first", cmdBatches},
+		"bench":   {"measure collider against plain DuckDB on the same files", cmdBench},
+		"export":  {"write a batch's clues as csv, xlsx or parquet", cmdExport},
+		"run":     {"load what is ready, run the models, publish a batch (prints its id)", cmdRun},
+		"users":   {"add, list and revoke users and their tokens", cmdUsers},
+		"demo":    {"generate a small province, load it and run every model", cmdDemo},
+		"gen":     {"write a synthetic province's feeds, with planted fraud and its truth", cmdGen},
+		"load":    {"load complete deliveries from an inbox, or one path with --feed", cmdLoad},
+		"models":  {"list, show, test and preview the collision models", cmdModels},
+	}
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cmds := commands()
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stderr, cmds)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	c, ok := cmds[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "collider: unknown command %q\n\n", args[0])
+		usage(stderr, cmds)
+		return 2
+	}
+	slog.SetDefault(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel()})))
+	return c.run(ctx, args[1:], stdout, stderr)
+}
+
+func usage(w io.Writer, cmds map[string]command) {
+	fmt.Fprintln(w, "usage: collider <command> [flags]\n\ncommands:")
+	names := make([]string, 0, len(cmds))
+	for n := range cmds {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-8s %s\n", n, cmds[n].summary)
+	}
+	fmt.Fprintln(w, "\nRun 'collider <command> -h' for its flags.")
+}
+
+// logLevel reads COLLIDER_LOG (debug, info, warn, error); commands that
+// print tables keep the log quiet by default.
+func logLevel() slog.Level {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(os.Getenv("COLLIDER_LOG"))); err != nil {
+		return slog.LevelWarn
+	}
+	return l
+}
+
+// openStore opens the store under --data with the operator's memory limit.
+func openStore(ctx context.Context, dataDir, memoryLimit string) (*store.Store, error) {
+	return openStoreThreads(ctx, dataDir, memoryLimit, 0)
+}
+
+func openStoreThreads(ctx context.Context, dataDir, memoryLimit string, threads int) (*store.Store, error) {
+	return store.Open(ctx, store.Options{Dir: dataDir, MemoryLimit: memoryLimit, Threads: threads})
+}
+
+// storeFlags are the flags every command that opens the store shares.
+type storeFlags struct {
+	data        string
+	memoryLimit string
+}
+
+func (f *storeFlags) register(fs interface {
+	StringVar(p *string, name, value, usage string)
+}) {
+	fs.StringVar(&f.data, "data", os.Getenv("COLLIDER_DATA"), "data directory: everything the service keeps (env COLLIDER_DATA)")
+	fs.StringVar(&f.memoryLimit, "memory-limit", os.Getenv("COLLIDER_MEMORY_LIMIT"), "DuckDB memory limit, e.g. 8GB (default 60% of RAM; env COLLIDER_MEMORY_LIMIT)")
+}
+
+func (f *storeFlags) open(ctx context.Context) (*store.Store, error) {
+	if strings.TrimSpace(f.data) == "" {
+		return nil, fmt.Errorf("--data is required")
+	}
+	return openStore(ctx, f.data, f.memoryLimit)
+}
+
+// newCasebook returns the casebook over the store, spilling exports to the
+// store's temp directory (a container has no /tmp).
+func newCasebook(s *store.Store) *casebook.Casebook {
+	cb := casebook.New(s.DB)
+	cb.TmpDir = s.Options().TempDir
+	return cb
+}
+
+// envOr reads an environment variable with a default.
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}

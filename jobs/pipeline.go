@@ -1,0 +1,337 @@
+// This file is the pipeline (流水线): find complete deliveries → validate →
+// load → run every live model → publish the batch → route the leads. Runs
+// never overlap, whether started by the schedule, the API or the command
+// line: one lock for all of them.
+package jobs
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"collider/casebook"
+	"collider/models"
+	"collider/store"
+)
+
+// Pipeline runs the night's work.
+type Pipeline struct {
+	Store    *store.Store
+	Casebook *casebook.Casebook
+	Catalog  *models.Catalog // the live models
+	Inbox    string          // empty: load nothing, run the models on what is loaded
+	Log      *slog.Logger
+	Now      func() time.Time // suppression clock for the models; time.Now when nil
+
+	mu      sync.Mutex
+	running *runLog
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+// Outcome is what a finished run did.
+type Outcome struct {
+	RunID   int64
+	Status  string
+	BatchID int64 // 0 when nothing was published
+	Batch   casebook.Batch
+	Loads   []LoadResult
+	Models  []casebook.ModelRun
+	Err     error
+}
+
+// Failed lists the deliveries that failed to load.
+func (o Outcome) Failed() []LoadResult {
+	var out []LoadResult
+	for _, r := range o.Loads {
+		if r.Status == StatusFailed {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func (p *Pipeline) log() *slog.Logger {
+	if p.Log == nil {
+		return slog.Default()
+	}
+	return p.Log
+}
+
+// begin takes the run lock, or answers ECONFLICT naming the running run.
+func (p *Pipeline) begin(ctx context.Context, trigger, by string) (*runLog, context.Context, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.running != nil {
+		return nil, nil, casebook.Errorf(casebook.ECONFLICT, "run %d is still running; runs never overlap", p.running.id)
+	}
+	rl, err := newRunLog(ctx, p.Store.DB, trigger, by)
+	if err != nil {
+		return nil, nil, err
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	p.running, p.cancel, p.done = rl, cancel, make(chan struct{})
+	return rl, runCtx, nil
+}
+
+func (p *Pipeline) end() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cancel()
+	close(p.done)
+	p.running, p.cancel = nil, nil
+}
+
+// Run runs the pipeline now and waits for it.
+func (p *Pipeline) Run(ctx context.Context, trigger, by string) (Outcome, error) {
+	rl, runCtx, err := p.begin(ctx, trigger, by)
+	if err != nil {
+		return Outcome{}, err
+	}
+	defer p.end()
+	out := p.run(runCtx, rl)
+	return out, out.Err
+}
+
+// Start runs the pipeline in the background and returns its run id; ctx
+// bounds the run (the server's lifetime, not the request's).
+func (p *Pipeline) Start(ctx context.Context, trigger, by string) (int64, error) {
+	rl, runCtx, err := p.begin(ctx, trigger, by)
+	if err != nil {
+		return 0, err
+	}
+	go func() {
+		defer p.end()
+		defer func() {
+			if r := recover(); r != nil {
+				p.log().Error("run panicked", "run", rl.id, "panic", r)
+				rl.finish(runCtx, RunFailed, nil, fmt.Errorf("panic: %v", r))
+			}
+		}()
+		p.run(runCtx, rl)
+	}()
+	return rl.id, nil
+}
+
+// Stop cancels the running run, if any, and waits for it to roll back its
+// current step, at most until ctx ends.
+func (p *Pipeline) Stop(ctx context.Context) error {
+	p.mu.Lock()
+	cancel, done := p.cancel, p.done
+	p.mu.Unlock()
+	if cancel == nil {
+		return nil
+	}
+	cancel()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Running returns the id of the running run, or 0.
+func (p *Pipeline) Running() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.running == nil {
+		return 0
+	}
+	return p.running.id
+}
+
+// List lists runs, newest first.
+func (p *Pipeline) List(ctx context.Context, before int64, limit int) ([]RunRecord, error) {
+	runs, err := ListRuns(ctx, p.Store.DB, before, limit)
+	if err != nil {
+		return nil, err
+	}
+	for i := range runs {
+		p.addProgress(&runs[i])
+	}
+	return runs, nil
+}
+
+// Get returns a run with its steps and, while it runs, its progress.
+func (p *Pipeline) Get(ctx context.Context, id int64) (RunRecord, error) {
+	r, err := GetRun(ctx, p.Store.DB, id)
+	if err != nil {
+		return r, err
+	}
+	p.addProgress(&r)
+	return r, nil
+}
+
+func (p *Pipeline) addProgress(r *RunRecord) {
+	p.mu.Lock()
+	rl := p.running
+	p.mu.Unlock()
+	if rl != nil && rl.id == r.ID {
+		r.Progress = rl.progress()
+	}
+}
+
+// run does the work of one run and records it.
+func (p *Pipeline) run(ctx context.Context, rl *runLog) Outcome {
+	out := Outcome{RunID: rl.id}
+	log := p.log().With("run", rl.id)
+	log.Info("run started")
+	finish := func(status string, err error) Outcome {
+		if ctx.Err() != nil && status != RunSucceeded && status != RunPartial {
+			status = RunInterrupted
+		}
+		out.Status, out.Err = status, err
+		var batch *int64
+		if out.BatchID > 0 {
+			batch = &out.BatchID
+		}
+		rl.finish(ctx, status, batch, err)
+		log.Info("run finished", "status", status, "batch", out.BatchID, "err", err)
+		return out
+	}
+
+	// 1. Discovery and loading: each delivery in its own transaction; a bad
+	// one fails alone.
+	if p.Inbox != "" {
+		no, start := rl.begin(ctx, "discover", p.Inbox, 0)
+		ds, errs := Discover(p.Inbox)
+		var derr error
+		if len(errs) > 0 {
+			derr = errors.Join(errs...)
+		}
+		rl.end(ctx, no, start, stepStatus(derr), int64(len(ds)), derr)
+		for _, d := range ds {
+			if ctx.Err() != nil {
+				return finish(RunInterrupted, ctx.Err())
+			}
+			_, _, rows, _ := Inspect(d)
+			no, start := rl.begin(ctx, "load", d.Feed+"/"+d.Name, WorkUnits(rows))
+			l := &Loader{Store: p.Store, Log: log, Progress: rl.add}
+			res := l.Load(ctx, d)
+			out.Loads = append(out.Loads, res)
+			status := res.Status
+			if status == StatusLoaded {
+				status = "succeeded"
+			}
+			rl.end(ctx, no, start, status, res.Loaded, res.Err)
+		}
+	}
+	if ctx.Err() != nil {
+		return finish(RunInterrupted, ctx.Err())
+	}
+
+	// 2. Models, on one connection: their temp tables are read by publish.
+	conn, err := p.Store.DB.Conn(ctx)
+	if err != nil {
+		return finish(RunFailed, err)
+	}
+	defer conn.Close()
+	runner := &models.Runner{Log: log, Now: p.Now}
+	live := p.Catalog.Models()
+	sort.Slice(live, func(i, j int) bool { return live[i].Name < live[j].Name })
+	for _, m := range live {
+		no, start := rl.begin(ctx, "model", m.Name, 0)
+		res, err := runner.Run(ctx, conn, m, models.RunOptions{Exclude: "casebook.issued", Prefix: fmt.Sprintf("run%d", rl.id)})
+		if err != nil {
+			rl.end(ctx, no, start, "failed", 0, err)
+			return finish(RunFailed, fmt.Errorf("model %s: %w", m.Name, err))
+		}
+		rl.end(ctx, no, start, "succeeded", res.Flagged, nil)
+		out.Models = append(out.Models, casebook.ModelRun{
+			Model: m.Name, Version: res.Version, Title: m.Title, SQL: m.Text, Params: res.Params.JSON(),
+			Flagged: res.Flagged, AlreadyIssued: res.AlreadyIssued, Suppressed: res.Suppressed,
+			Clues: res.Clues, Settlements: res.Settlements,
+			ClueTable: res.ClueTable, ClueSettlementTable: res.ClueSettlementTable,
+		})
+	}
+	if ctx.Err() != nil {
+		return finish(RunInterrupted, ctx.Err())
+	}
+
+	// 3. Publish and route, in one transaction.
+	no, start := rl.begin(ctx, "publish", "", 0)
+	deliveries, err := loadedDeliveries(ctx, p.Store.DB)
+	if err != nil {
+		rl.end(ctx, no, start, "failed", 0, err)
+		return finish(RunFailed, err)
+	}
+	batch, err := p.Casebook.Publish(ctx, conn, casebook.PublishInput{RunID: rl.id, Models: out.Models, Deliveries: deliveries})
+	if err != nil {
+		rl.end(ctx, no, start, "failed", 0, err)
+		return finish(RunFailed, err)
+	}
+	out.BatchID, out.Batch = batch.ID, batch
+	rl.end(ctx, no, start, "succeeded", batch.Clues, nil)
+	dropTemp(ctx, conn)
+
+	no, start = rl.begin(ctx, "route", fmt.Sprintf("batch %d", batch.ID), 0)
+	byCity, err := p.Casebook.RoutedByCity(ctx, batch.ID)
+	rl.end(ctx, no, start, stepStatus(err), batch.Clues, err)
+	if err == nil && len(byCity) > 0 {
+		var parts []string
+		for city, n := range byCity {
+			parts = append(parts, fmt.Sprintf("%s:%d", city, n))
+		}
+		sort.Strings(parts)
+		p.Store.DB.ExecContext(context.WithoutCancel(ctx), "UPDATE casebook.run_steps SET detail = ? WHERE run_id = ? AND step_no = ?",
+			fmt.Sprintf("batch %d → %s", batch.ID, strings.Join(parts, " ")), rl.id, no)
+	}
+	if len(out.Failed()) > 0 {
+		var names []string
+		for _, f := range out.Failed() {
+			names = append(names, f.Feed+"/"+f.Name)
+		}
+		return finish(RunPartial, fmt.Errorf("deliveries failed: %s", strings.Join(names, ", ")))
+	}
+	return finish(RunSucceeded, nil)
+}
+
+func stepStatus(err error) string {
+	if err != nil {
+		return "failed"
+	}
+	return "succeeded"
+}
+
+// loadedDeliveries are the deliveries a batch was made from: every loaded one.
+func loadedDeliveries(ctx context.Context, db *sql.DB) ([]int64, error) {
+	rows, err := db.QueryContext(ctx, "SELECT delivery_id FROM deliveries WHERE status = 'loaded' ORDER BY delivery_id")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []int64{}
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		out = append(out, id)
+	}
+	return out, rows.Err()
+}
+
+// dropTemp frees the run's temp tables before the connection goes back to the pool.
+func dropTemp(ctx context.Context, conn *sql.Conn) {
+	rows, err := conn.QueryContext(ctx, "SELECT table_name FROM duckdb_tables() WHERE temporary")
+	if err != nil {
+		return
+	}
+	var names []string
+	for rows.Next() {
+		var n string
+		rows.Scan(&n)
+		names = append(names, n)
+	}
+	rows.Close()
+	for _, n := range names {
+		conn.ExecContext(ctx, "DROP TABLE IF EXISTS temp."+q(n))
+	}
+}

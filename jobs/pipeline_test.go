@@ -1,0 +1,199 @@
+package jobs
+
+import (
+	"context"
+	"encoding/csv"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"collider/casebook"
+	"collider/models"
+	"collider/synth"
+)
+
+func liveCatalog(t *testing.T) *models.Catalog {
+	t.Helper()
+	ms, err := models.Load(models.Embedded())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := models.NewCatalog()
+	c.Set(ms...)
+	return c
+}
+
+// truth reads the generator's truth file: model → settlement ids to flag.
+func truth(t *testing.T, dir string) map[string][]string {
+	t.Helper()
+	f, err := os.Open(filepath.Join(dir, synth.TruthFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	recs, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]string{}
+	for _, r := range recs[1:] { // expect,model,settlement_id,reason,scenario
+		if r[0] == "flag" {
+			out[r[1]] = append(out[r[1]], r[2])
+		}
+	}
+	for _, ids := range out {
+		sort.Strings(ids)
+	}
+	return out
+}
+
+func issuedByModel(t *testing.T, p *Pipeline) map[string][]string {
+	t.Helper()
+	rows, err := p.Store.DB.Query("SELECT model, settlement_id FROM casebook.issued ORDER BY model, settlement_id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[string][]string{}
+	for rows.Next() {
+		var m, s string
+		rows.Scan(&m, &s)
+		out[m] = append(out[m], s)
+	}
+	return out
+}
+
+func newPipeline(t *testing.T, inbox string) *Pipeline {
+	s := openStore(t)
+	return &Pipeline{Store: s, Casebook: casebook.New(s.DB), Catalog: liveCatalog(t), Inbox: inbox}
+}
+
+// The whole pipeline over a generated province publishes exactly the planted
+// clues; a second run over the same data publishes an empty batch and no
+// (model, settlement) pair twice.
+func TestPipeline_PublishesPlantedCluesOnceAndOnlyOnce(t *testing.T) {
+	inbox := t.TempDir()
+	if _, err := synth.Generate(context.Background(), synth.Options{Out: inbox, Seed: 5, Settlements: 20_000, Bad: true}); err != nil {
+		t.Fatal(err)
+	}
+	p := newPipeline(t, inbox)
+	ctx := context.Background()
+	out, err := p.Run(ctx, "cli", "test")
+	if out.Status != RunPartial || out.BatchID == 0 || len(out.Failed()) != 2 {
+		t.Fatalf("first run: status %s batch %d failed %d err %v", out.Status, out.BatchID, len(out.Failed()), err)
+	}
+	want, got := truth(t, inbox), issuedByModel(t, p)
+	for model, ids := range want {
+		if strings.Join(got[model], ",") != strings.Join(ids, ",") {
+			t.Errorf("%s: issued %d settlements, truth has %d", model, len(got[model]), len(ids))
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("models with clues: %d, want %d", len(got), len(want))
+	}
+	rec, err := p.Get(ctx, out.RunID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, st := range rec.Steps {
+		names = append(names, st.Name)
+	}
+	if !strings.HasPrefix(strings.Join(names, ","), "discover,load") || !strings.HasSuffix(strings.Join(names, ","), "publish,route") {
+		t.Errorf("steps %v", names)
+	}
+
+	again, err := p.Run(ctx, "cli", "test")
+	if err != nil && again.Status != RunSucceeded {
+		t.Fatalf("second run: %v", err)
+	}
+	if again.Status != RunSucceeded || again.BatchID == out.BatchID || again.Batch.Clues != 0 {
+		t.Fatalf("second run: %+v", again)
+	}
+	var pairs, distinct int
+	p.Store.DB.QueryRow("SELECT count(*), count(DISTINCT (model, settlement_id)) FROM casebook.issued").Scan(&pairs, &distinct)
+	if pairs != distinct {
+		t.Fatalf("%d issued pairs, %d distinct", pairs, distinct)
+	}
+	var leads, clues int
+	p.Store.DB.QueryRow("SELECT (SELECT count(*) FROM casebook.leads), (SELECT count(*) FROM casebook.clues)").Scan(&leads, &clues)
+	if leads != clues || clues == 0 {
+		t.Fatalf("%d clues, %d leads", clues, leads)
+	}
+}
+
+// A death record that arrives late turns up the purchases made after that
+// death on the next run; a new purchase of an already-flagged person at the
+// same pharmacy joins a follow-up clue that names the earlier one.
+func TestPipeline_LateDeathRecordAndFollowUpClue(t *testing.T) {
+	inbox := t.TempDir()
+	if _, err := synth.Generate(context.Background(), synth.Options{Out: inbox, Seed: 9, Settlements: 10_000}); err != nil {
+		t.Fatal(err)
+	}
+	p := newPipeline(t, inbox)
+	ctx := context.Background()
+	first, err := p.Run(ctx, "cli", "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := p.Store.DB
+	// An alive person with several purchases: they die, per a late police record,
+	// ten days before their last purchase.
+	var person, lastVisit string
+	if err := db.QueryRow(`SELECT s.person_id, CAST(max(s.visit_start) AS VARCHAR) FROM settlements s
+		JOIN civil_status c USING (person_id) WHERE c.status = 'alive'
+		GROUP BY s.person_id HAVING count(*) >= 3 ORDER BY s.person_id LIMIT 1`).Scan(&person, &lastVisit); err != nil {
+		t.Fatal(err)
+	}
+	var wantLate []string
+	rows, _ := db.Query(`SELECT settlement_id FROM settlements WHERE person_id = ?
+		AND CAST(visit_start AS DATE) > CAST(CAST(? AS TIMESTAMP) - INTERVAL 10 DAYS AS DATE) ORDER BY settlement_id`, person, lastVisit)
+	for rows.Next() {
+		var id string
+		rows.Scan(&id)
+		wantLate = append(wantLate, id)
+	}
+	rows.Close()
+	delivery(t, db, inbox, "civil_status", "0002", `SELECT '`+person+`' AS person_id, 'deceased' AS status,
+		strftime(CAST('`+lastVisit+`' AS TIMESTAMP) - INTERVAL 10 DAYS, '%Y-%m-%d') AS death_date`)
+
+	// A planted after_death clue of the first batch; its person buys again there.
+	var clueID int64
+	var dead, pharmacy, sid string
+	if err := db.QueryRow(`SELECT c.clue_id, c.person_id, c.institution_id, split_part(c.settlement_ids, ';', 1) FROM casebook.clues c
+		WHERE c.batch_id = ? AND c.model = 'deceased_claims' AND c.institution_id LIKE 'P%' ORDER BY c.clue_id LIMIT 1`, first.BatchID).
+		Scan(&clueID, &dead, &pharmacy, &sid); err != nil {
+		t.Fatal(err)
+	}
+	delivery(t, db, inbox, "settlements", "0002", `SELECT 'S-LATE-1' AS settlement_id, person_id, person_name, institution_id, visit_type,
+		visit_start + INTERVAL 20 DAYS AS visit_start, visit_end, settled_at + INTERVAL 20 DAYS AS settled_at, CAST(total_amount AS DOUBLE) AS total_amount,
+		CAST(fund_amount AS DOUBLE) AS fund_amount, insured_region FROM settlements WHERE settlement_id = '`+sid+`'`)
+
+	second, err := p.Run(ctx, "cli", "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var late []string
+	rows, _ = db.Query(`SELECT i.settlement_id FROM casebook.issued i JOIN casebook.clues c USING (clue_id)
+		WHERE c.batch_id = ? AND c.person_id = ? AND i.model = 'deceased_claims' ORDER BY 1`, second.BatchID, person)
+	for rows.Next() {
+		var id string
+		rows.Scan(&id)
+		late = append(late, id)
+	}
+	rows.Close()
+	if len(wantLate) == 0 || strings.Join(late, ",") != strings.Join(wantLate, ",") {
+		t.Fatalf("late death: flagged %v, want %v", late, wantLate)
+	}
+	var follow int64
+	var ids string
+	if err := db.QueryRow(`SELECT follow_up_of, settlement_ids FROM casebook.clues WHERE batch_id = ? AND model = 'deceased_claims'
+		AND person_id = ? AND institution_id = ?`, second.BatchID, dead, pharmacy).Scan(&follow, &ids); err != nil {
+		t.Fatal(err)
+	}
+	if follow != clueID || ids != "S-LATE-1" {
+		t.Fatalf("follow-up clue: follow_up_of %d (want %d), settlements %s", follow, clueID, ids)
+	}
+}
