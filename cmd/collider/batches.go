@@ -26,12 +26,11 @@ func cliUser() casebook.User {
 func cmdBatches(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("batches", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var sf storeFlags
-	sf.register(fs)
-	if err := fs.Parse(args); err != nil {
+	cfg, err := parseWithConfig(fs, args, (*Config).storeFlagsOf)
+	if err != nil {
 		return 2
 	}
-	s, err := sf.open(ctx)
+	s, err := openConfigured(ctx, cfg)
 	if err != nil {
 		fmt.Fprintln(stderr, "collider batches:", err)
 		return 1
@@ -63,15 +62,14 @@ func cmdBatches(ctx context.Context, args []string, stdout, stderr io.Writer) in
 func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("export", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var sf storeFlags
-	sf.register(fs)
 	batch := fs.Int64("batch", 0, "batch id (see collider batches)")
 	format := fs.String("format", "csv", "csv, xlsx or parquet")
 	out := fs.String("out", "", "output file (- for standard output)")
 	model := fs.String("model", "", "only this model's clues")
 	city := fs.String("city", "", "only this city's clues")
 	severity := fs.String("severity", "", "only this severity")
-	if err := fs.Parse(args); err != nil {
+	cfg, err := parseWithConfig(fs, args, (*Config).storeFlagsOf)
+	if err != nil {
 		return 2
 	}
 	if *batch <= 0 || *out == "" {
@@ -82,7 +80,7 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintln(stderr, "collider export:", err)
 		return 2
 	}
-	s, err := sf.open(ctx)
+	s, err := openConfigured(ctx, cfg)
 	if err != nil {
 		fmt.Fprintln(stderr, "collider export:", err)
 		return 1

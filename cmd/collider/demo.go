@@ -58,7 +58,9 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return fail(err)
 	}
 	defer s.Close()
-	cb := newCasebook(s)
+	cfg := defaultConfig()
+	cfg.Inbox, cfg.Schedule, cfg.ShutdownGrace = inbox, "off", 10*time.Second
+	cb := newCasebook(s, cfg)
 	p := &jobs.Pipeline{Store: s, Casebook: cb, Catalog: cat, Inbox: inbox}
 	out, _ := runWithProgress(ctx, p, stderr)
 	printRunSummary(stdout, out)
@@ -104,7 +106,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
         -d '{"action":"accept"}' %[1]s/api/v1/leads/LEAD_ID/events
    curl -s %[1]s/api/v1/openapi.json
 `, base, tokens[casebook.RoleProvince], tokens[casebook.RoleCity], tokens[casebook.RoleModeler], out.BatchID)
-	if err := serve(ctx, s, cat, inbox, ln, 10*time.Second, slog.Default()); err != nil {
+	if err := serve(ctx, s, cat, cfg, ln, slog.Default()); err != nil {
 		return fail(err)
 	}
 	return 0

@@ -15,16 +15,22 @@ import (
 func cmdLoad(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("load", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var sf storeFlags
-	sf.register(fs)
-	inbox := fs.String("inbox", "", "inbox directory: INBOX/<feed>/<delivery>/ with _SUCCESS")
 	feed := fs.String("feed", "", "load one file or directory given as the argument, as this feed")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: collider load --data DIR (--inbox DIR | --feed NAME PATH)")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	cfg, err := parseWithConfig(fs, args, func(c *Config, fs *flag.FlagSet) {
+		c.storeFlags(fs)
+		fs.StringVar(&c.Inbox, "inbox", c.Inbox, "inbox directory: INBOX/<feed>/<delivery>/ with _SUCCESS (env COLLIDER_INBOX)")
+	})
+	if err != nil {
+		fmt.Fprintln(stderr, "collider load:", err)
 		return 2
+	}
+	inbox := &cfg.Inbox
+	if *feed != "" {
+		cfg.Inbox = "" // --feed PATH is given by hand; the configured inbox is not read
 	}
 	var ds []jobs.Delivery
 	switch {
@@ -45,7 +51,7 @@ func cmdLoad(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	s, err := sf.open(ctx)
+	s, err := openConfigured(ctx, cfg)
 	if err != nil {
 		fmt.Fprintln(stderr, "collider load:", err)
 		return 1

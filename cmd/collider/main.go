@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	_ "time/tzdata" // Asia/Shanghai for the schedule, also in an image without a zoneinfo database
 
 	"collider/casebook"
 	"collider/store"
@@ -30,6 +32,7 @@ func commands() map[string]command {
 		"bench":   {"measure collider against plain DuckDB on the same files", cmdBench},
 		"export":  {"write a batch's clues as csv, xlsx or parquet", cmdExport},
 		"run":     {"load what is ready, run the models, publish a batch (prints its id)", cmdRun},
+		"serve":   {"serve the API and run the pipeline on its schedule", cmdServe},
 		"users":   {"add, list and revoke users and their tokens", cmdUsers},
 		"demo":    {"generate a small province, load it and run every model", cmdDemo},
 		"gen":     {"write a synthetic province's feeds, with planted fraud and its truth", cmdGen},
@@ -96,7 +99,8 @@ func openStoreThreads(ctx context.Context, dataDir, memoryLimit string, threads 
 	return store.Open(ctx, store.Options{Dir: dataDir, MemoryLimit: memoryLimit, Threads: threads})
 }
 
-// storeFlags are the flags every command that opens the store shares.
+// storeFlags are the store settings of the modelers' commands: --data and
+// --memory-limit over the environment and the COLLIDER_CONFIG file.
 type storeFlags struct {
 	data        string
 	memoryLimit string
@@ -105,8 +109,9 @@ type storeFlags struct {
 func (f *storeFlags) register(fs interface {
 	StringVar(p *string, name, value, usage string)
 }) {
-	fs.StringVar(&f.data, "data", os.Getenv("COLLIDER_DATA"), "data directory: everything the service keeps (env COLLIDER_DATA)")
-	fs.StringVar(&f.memoryLimit, "memory-limit", os.Getenv("COLLIDER_MEMORY_LIMIT"), "DuckDB memory limit, e.g. 8GB (default 60% of RAM; env COLLIDER_MEMORY_LIMIT)")
+	cfg, _ := loadConfig(nil)
+	fs.StringVar(&f.data, "data", cfg.Data, "data directory: everything the service keeps (env COLLIDER_DATA)")
+	fs.StringVar(&f.memoryLimit, "memory-limit", cfg.MemoryLimit, "DuckDB memory limit, e.g. 8GB (default 60% of RAM; env COLLIDER_MEMORY_LIMIT)")
 }
 
 func (f *storeFlags) open(ctx context.Context) (*store.Store, error) {
@@ -116,11 +121,35 @@ func (f *storeFlags) open(ctx context.Context) (*store.Store, error) {
 	return openStore(ctx, f.data, f.memoryLimit)
 }
 
+// openConfigured opens the store a configuration names.
+func openConfigured(ctx context.Context, cfg Config) (*store.Store, error) {
+	if strings.TrimSpace(cfg.Data) == "" {
+		return nil, fmt.Errorf("--data is required (or COLLIDER_DATA, or data: in the config file)")
+	}
+	return openStoreThreads(ctx, cfg.Data, cfg.MemoryLimit, cfg.Threads)
+}
+
+// parseWithConfig loads the configuration and parses a command's flags over it.
+func parseWithConfig(fs *flag.FlagSet, args []string, register func(*Config, *flag.FlagSet)) (Config, error) {
+	cfg, err := loadConfig(args)
+	if err != nil {
+		return cfg, err
+	}
+	register(&cfg, fs)
+	return cfg, fs.Parse(args)
+}
+
 // newCasebook returns the casebook over the store, spilling exports to the
 // store's temp directory (a container has no /tmp).
-func newCasebook(s *store.Store) *casebook.Casebook {
+func newCasebook(s *store.Store, cfg Config) *casebook.Casebook {
 	cb := casebook.New(s.DB)
 	cb.TmpDir = s.Options().TempDir
+	if cfg.DueDaysHigh > 0 {
+		cb.DueDays["high"] = cfg.DueDaysHigh
+	}
+	if cfg.DueDaysOther > 0 {
+		cb.DueDays["medium"], cb.DueDays["low"] = cfg.DueDaysOther, cfg.DueDaysOther
+	}
 	return cb
 }
 

@@ -18,23 +18,25 @@ import (
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var sf storeFlags
-	sf.register(fs)
-	inbox := fs.String("inbox", envOr("COLLIDER_INBOX", ""), "inbox to load from before the models run (env COLLIDER_INBOX)")
-	modelsDir := fs.String("models", envOr("COLLIDER_MODELS", ""), "read the models from this directory (env COLLIDER_MODELS)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: collider run --data DIR [--inbox DIR] [--models DIR]")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	cfg, err := parseWithConfig(fs, args, (*Config).serviceFlags)
+	if err != nil {
+		fmt.Fprintln(stderr, "collider run:", err)
 		return 2
 	}
-	cat, err := liveCatalog(ctx, *modelsDir, stderr)
+	if err := cfg.validate(); err != nil {
+		fmt.Fprintln(stderr, "collider run:", err)
+		return 2
+	}
+	cat, err := liveCatalog(ctx, cfg.Models, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "collider run:", err)
 		return 1
 	}
-	s, err := sf.open(ctx)
+	s, err := openConfigured(ctx, cfg)
 	if err != nil {
 		fmt.Fprintln(stderr, "collider run:", err)
 		return 1
@@ -44,7 +46,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "collider run:", err)
 		return 1
 	}
-	p := &jobs.Pipeline{Store: s, Casebook: newCasebook(s), Catalog: cat, Inbox: *inbox}
+	p := &jobs.Pipeline{Store: s, Casebook: newCasebook(s, cfg), Catalog: cat, Inbox: cfg.Inbox}
 	out, err := runWithProgress(ctx, p, stderr)
 	printRunSummary(stderr, out)
 	for _, f := range out.Failed() {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"time"
 
 	"collider/api"
@@ -20,57 +21,84 @@ import (
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var sf storeFlags
-	sf.register(fs)
-	inbox := fs.String("inbox", envOr("COLLIDER_INBOX", ""), "inbox the runs load from (env COLLIDER_INBOX)")
-	modelsDir := fs.String("models", envOr("COLLIDER_MODELS", ""), "read the models from this directory (env COLLIDER_MODELS)")
-	addr := fs.String("addr", envOr("COLLIDER_ADDR", ":8080"), "listen address (env COLLIDER_ADDR)")
-	grace := fs.Duration("shutdown-grace", 30*time.Second, "how long a shutdown waits for the running step and requests")
-	if err := fs.Parse(args); err != nil {
+	cfg, err := parseWithConfig(fs, args, func(c *Config, fs *flag.FlagSet) {
+		c.serviceFlags(fs)
+		fs.StringVar(&c.Addr, "addr", c.Addr, "listen address (env COLLIDER_ADDR)")
+		fs.StringVar(&c.Schedule, "schedule", c.Schedule, "cron schedule in Asia/Shanghai, 5 fields or 6 with seconds; off to disable (env COLLIDER_SCHEDULE)")
+		fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", c.ShutdownGrace, "how long a shutdown waits for the running step and requests (env COLLIDER_SHUTDOWN_GRACE)")
+	})
+	if err != nil {
+		fmt.Fprintln(stderr, "collider serve:", err)
 		return 2
 	}
-	cat, err := liveCatalog(ctx, *modelsDir, stderr)
+	if err := cfg.validate(); err != nil {
+		fmt.Fprintln(stderr, "collider serve:", err)
+		return 2
+	}
+	cat, err := liveCatalog(ctx, cfg.Models, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "collider serve:", err)
 		return 1
 	}
-	s, err := sf.open(ctx)
+	s, err := openConfigured(ctx, cfg)
 	if err != nil {
 		fmt.Fprintln(stderr, "collider serve:", err)
 		return 1
 	}
 	defer s.Close()
-	ln, err := net.Listen("tcp", *addr)
+	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		fmt.Fprintln(stderr, "collider serve:", err)
 		return 1
 	}
 	log := slog.Default()
-	log.Info("serving", "addr", ln.Addr().String(), "data", sf.data, "inbox", *inbox)
-	fmt.Fprintf(stderr, "collider serving on http://%s (data %s)\n", ln.Addr(), sf.data)
-	if err := serve(ctx, s, cat, *inbox, ln, *grace, log); err != nil {
+	fmt.Fprintf(stderr, "collider serving on http://%s (data %s, inbox %s, schedule %q %s)\n", ln.Addr(), cfg.Data, orDash(cfg.Inbox), cfg.Schedule, jobs.ScheduleZone)
+	if err := serve(ctx, s, cat, cfg, ln, log); err != nil {
 		fmt.Fprintln(stderr, "collider serve:", err)
 		return 1
 	}
+	fmt.Fprintln(stderr, "collider stopped")
 	return 0
 }
 
-// serve runs the API (and the pipeline behind it) on ln until ctx ends, then
-// shuts down in order: the running run's step is cancelled and rolled back,
-// requests finish, then the store closes (deferred by the caller).
-func serve(ctx context.Context, s *store.Store, cat *models.Catalog, inbox string, ln net.Listener, grace time.Duration, log *slog.Logger) error {
+// serve runs the API, the schedule and the pipeline behind them on ln until
+// ctx ends, then shuts down in order within cfg.ShutdownGrace: the schedule
+// stops firing, the running run's current step is cancelled (its
+// transaction rolls back), requests finish, and the caller closes the store.
+func serve(ctx context.Context, s *store.Store, cat *models.Catalog, cfg Config, ln net.Listener, log *slog.Logger) error {
 	if err := jobs.MarkInterrupted(ctx, s.DB); err != nil {
 		return err
 	}
-	cb := newCasebook(s)
-	p := &jobs.Pipeline{Store: s, Casebook: cb, Catalog: cat, Inbox: inbox, Log: log}
-	srv := api.New(api.Config{Store: s, Casebook: cb, Runs: &serverRuns{p: p, ctx: ctx}, Models: api.Models{Catalog: cat, Previewer: &jobs.Previewer{Store: s, Catalog: cat}}, Log: log})
-	err := srv.Serve(ctx, ln, grace)
-	stopCtx, cancel := context.WithTimeout(context.Background(), grace)
-	defer cancel()
-	if serr := p.Stop(stopCtx); serr != nil {
-		log.Warn("the running run did not stop in time", "err", serr)
+	cb := newCasebook(s, cfg)
+	p := &jobs.Pipeline{Store: s, Casebook: cb, Catalog: cat, Inbox: cfg.Inbox, Log: log}
+	runCtx, cancelRuns := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelRuns()
+	if sched := strings.TrimSpace(cfg.Schedule); sched != "" && sched != "off" {
+		sc, err := jobs.NewSchedule(runCtx, sched, p, log)
+		if err != nil {
+			return err
+		}
+		sc.Start()
+		defer sc.Stop()
+		log.Info("schedule", "spec", sched, "zone", jobs.ScheduleZone, "next", sc.Next().Format(time.RFC3339))
 	}
+	srv := api.New(api.Config{Store: s, Casebook: cb, Runs: &serverRuns{p: p, ctx: runCtx}, Log: log,
+		Models: api.Models{Catalog: cat, Previewer: &jobs.Previewer{Store: s, Catalog: cat}}})
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ctx, ln, cfg.ShutdownGrace) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	// Stop the run first: its step rolls back while requests drain.
+	log.Info("shutting down", "grace", cfg.ShutdownGrace)
+	stopCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
+	defer cancel()
+	if err := p.Stop(stopCtx); err != nil {
+		log.Warn("the running run did not stop in time", "err", err)
+	}
+	err := <-errc
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}

@@ -24,15 +24,14 @@ func cmdUsers(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	fs := flag.NewFlagSet("users "+args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var sf storeFlags
-	sf.register(fs)
 	role := fs.String("role", "", "role: province, city, modeler or admin")
 	city := fs.String("city", "", "city code for role city, e.g. 620100")
 	name := fs.String("name", "", "the user's name, e.g. 兰州市医保局")
-	if err := fs.Parse(args[1:]); err != nil {
+	cfg, err := parseWithConfig(fs, args[1:], (*Config).storeFlagsOf)
+	if err != nil {
 		return 2
 	}
-	s, err := sf.open(ctx)
+	s, err := openConfigured(ctx, cfg)
 	if err != nil {
 		fmt.Fprintln(stderr, "collider users:", err)
 		return 1

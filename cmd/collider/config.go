@@ -1,0 +1,133 @@
+// Configuration: a YAML file, COLLIDER_* environment variables and flags.
+// Precedence, highest first: flags, environment, the file, built-in defaults.
+package main
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"collider/jobs"
+)
+
+// Config is every setting of the service.
+type Config struct {
+	Data          string        `yaml:"data"`           // COLLIDER_DATA, --data
+	Inbox         string        `yaml:"inbox"`          // COLLIDER_INBOX, --inbox
+	Models        string        `yaml:"models"`         // COLLIDER_MODELS, --models
+	Schedule      string        `yaml:"schedule"`       // COLLIDER_SCHEDULE, --schedule (cron, Asia/Shanghai; "off" to disable)
+	Addr          string        `yaml:"addr"`           // COLLIDER_ADDR, --addr
+	MemoryLimit   string        `yaml:"memory_limit"`   // COLLIDER_MEMORY_LIMIT, --memory-limit
+	Threads       int           `yaml:"threads"`        // COLLIDER_THREADS, --threads
+	DueDaysHigh   int           `yaml:"due_days_high"`  // COLLIDER_DUE_DAYS_HIGH, --due-days-high
+	DueDaysOther  int           `yaml:"due_days_other"` // COLLIDER_DUE_DAYS_OTHER, --due-days-other
+	TokenFile     string        `yaml:"token_file"`     // COLLIDER_TOKEN_FILE, --token-file (the client's token)
+	Server        string        `yaml:"server"`         // COLLIDER_SERVER, --server (the client's server URL)
+	ShutdownGrace time.Duration `yaml:"shutdown_grace"` // COLLIDER_SHUTDOWN_GRACE, --shutdown-grace
+}
+
+func defaultConfig() Config {
+	return Config{Schedule: jobs.DefaultSchedule, Addr: ":8080", DueDaysHigh: 30, DueDaysOther: 60,
+		ShutdownGrace: 30 * time.Second, Server: "http://127.0.0.1:8080"}
+}
+
+// loadConfig merges the defaults, the file named by --config or
+// COLLIDER_CONFIG, and the environment; flags are registered with the
+// result as their defaults, so that a flag given wins.
+func loadConfig(args []string) (Config, error) {
+	cfg := defaultConfig()
+	path := os.Getenv("COLLIDER_CONFIG")
+	for i, a := range args {
+		switch {
+		case a == "--config" || a == "-config":
+			if i+1 < len(args) {
+				path = args[i+1]
+			}
+		case strings.HasPrefix(a, "--config="), strings.HasPrefix(a, "-config="):
+			path = a[strings.Index(a, "=")+1:]
+		}
+	}
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return cfg, fmt.Errorf("config: %w", err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(b))
+		dec.KnownFields(true)
+		if err := dec.Decode(&cfg); err != nil {
+			return cfg, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	str := func(name string, p *string) {
+		if v, ok := os.LookupEnv(name); ok && v != "" {
+			*p = v
+		}
+	}
+	num := func(name string, p *int) error {
+		if v, ok := os.LookupEnv(name); ok && v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return fmt.Errorf("%s=%q: not a number", name, v)
+			}
+			*p = n
+		}
+		return nil
+	}
+	str("COLLIDER_DATA", &cfg.Data)
+	str("COLLIDER_INBOX", &cfg.Inbox)
+	str("COLLIDER_MODELS", &cfg.Models)
+	str("COLLIDER_SCHEDULE", &cfg.Schedule)
+	str("COLLIDER_ADDR", &cfg.Addr)
+	str("COLLIDER_MEMORY_LIMIT", &cfg.MemoryLimit)
+	str("COLLIDER_TOKEN_FILE", &cfg.TokenFile)
+	str("COLLIDER_SERVER", &cfg.Server)
+	for name, p := range map[string]*int{"COLLIDER_THREADS": &cfg.Threads, "COLLIDER_DUE_DAYS_HIGH": &cfg.DueDaysHigh, "COLLIDER_DUE_DAYS_OTHER": &cfg.DueDaysOther} {
+		if err := num(name, p); err != nil {
+			return cfg, err
+		}
+	}
+	if v := os.Getenv("COLLIDER_SHUTDOWN_GRACE"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return cfg, fmt.Errorf("COLLIDER_SHUTDOWN_GRACE=%q: %w", v, err)
+		}
+		cfg.ShutdownGrace = d
+	}
+	return cfg, nil
+}
+
+// storeFlags registers the settings every command that opens the store takes.
+func (c *Config) storeFlags(fs *flag.FlagSet) {
+	fs.String("config", "", "YAML configuration file (env COLLIDER_CONFIG); flags > environment > file > defaults")
+	fs.StringVar(&c.Data, "data", c.Data, "data directory: everything the service keeps (env COLLIDER_DATA)")
+	fs.StringVar(&c.MemoryLimit, "memory-limit", c.MemoryLimit, "DuckDB memory limit, e.g. 8GB (default 60% of RAM; env COLLIDER_MEMORY_LIMIT)")
+	fs.IntVar(&c.Threads, "threads", c.Threads, "DuckDB threads (default: CPUs; env COLLIDER_THREADS)")
+}
+
+// storeFlagsOf is storeFlags in the shape parseWithConfig takes.
+func (c *Config) storeFlagsOf(fs *flag.FlagSet) { c.storeFlags(fs) }
+
+// serviceFlags registers the settings of the service (serve, run).
+func (c *Config) serviceFlags(fs *flag.FlagSet) {
+	c.storeFlags(fs)
+	fs.StringVar(&c.Inbox, "inbox", c.Inbox, "inbox the runs load from (env COLLIDER_INBOX)")
+	fs.StringVar(&c.Models, "models", c.Models, "read the models from this directory (env COLLIDER_MODELS)")
+	fs.IntVar(&c.DueDaysHigh, "due-days-high", c.DueDaysHigh, "days a city has for a high-severity lead (env COLLIDER_DUE_DAYS_HIGH)")
+	fs.IntVar(&c.DueDaysOther, "due-days-other", c.DueDaysOther, "days a city has for other leads (env COLLIDER_DUE_DAYS_OTHER)")
+}
+
+func (c *Config) validate() error {
+	if strings.TrimSpace(c.Data) == "" {
+		return fmt.Errorf("--data is required (or COLLIDER_DATA, or data: in the config file)")
+	}
+	if c.DueDaysHigh <= 0 || c.DueDaysOther <= 0 {
+		return fmt.Errorf("due days must be positive")
+	}
+	return nil
+}
