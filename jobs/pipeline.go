@@ -257,6 +257,7 @@ func (p *Pipeline) run(ctx context.Context, rl *runLog) Outcome {
 
 	// 3. Publish and route, in one transaction.
 	no, start := rl.begin(ctx, "publish", "", 0)
+	log.Info("publishing", "models", len(out.Models))
 	deliveries, err := loadedDeliveries(ctx, p.Store.DB)
 	if err != nil {
 		rl.end(ctx, no, start, "failed", 0, err)

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -130,4 +131,10 @@ func (c *Config) validate() error {
 		return fmt.Errorf("due days must be positive")
 	}
 	return nil
+}
+
+func newFlagSet() *flag.FlagSet {
+	fs := flag.NewFlagSet("collider", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return fs
 }

@@ -1,0 +1,198 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// server is a running `collider serve` subprocess.
+type server struct {
+	cmd  *exec.Cmd
+	base string
+	log  *strings.Builder
+}
+
+func startServe(t *testing.T, data, inbox, schedule string, extra ...string) *server {
+	t.Helper()
+	addr := freeAddr(t)
+	args := append([]string{"serve", "--data", data, "--inbox", inbox, "--addr", addr, "--schedule", schedule, "--shutdown-grace", "10s"}, extra...)
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(), "COLLIDER_LOG=info")
+	log := &strings.Builder{}
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s := &server{cmd: cmd, base: "http://" + addr, log: log}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	waitHealthy(t, s.base, 30*time.Second)
+	return s
+}
+
+func (s *server) do(t *testing.T, method, path, token string, body io.Reader) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(method, s.base+path, body)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+func addUser(t *testing.T, data, role, city string) string {
+	t.Helper()
+	args := []string{"users", "add", "--data", data, "--role", role, "--name", role + city}
+	if city != "" {
+		args = append(args, "--city", city)
+	}
+	r := collider(t, nil, args...)
+	if r.code != 0 {
+		t.Fatalf("users add: %s", r.stderr)
+	}
+	return lastLine(r.stdout)
+}
+
+type runJSON struct {
+	ID       int64  `json:"run_id"`
+	Trigger  string `json:"trigger"`
+	Status   string `json:"status"`
+	BatchID  *int64 `json:"batch_id"`
+	Progress *struct {
+		Step string `json:"step"`
+	} `json:"progress"`
+}
+
+// A trigger while a run is busy answers 409 naming the running run; the
+// schedule fires on its own (a seconds-level spec); SIGTERM stops the
+// server gracefully with exit 0.
+func TestServe_SecondTriggerConflictsAndScheduleFires(t *testing.T) {
+	dir := t.TempDir()
+	inbox, data := filepath.Join(dir, "inbox"), filepath.Join(dir, "data")
+	if r := collider(t, nil, "gen", "--out", inbox, "--settlements", "200000"); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	token := addUser(t, data, "province", "")
+	s := startServe(t, data, inbox, "off")
+
+	code, body := s.do(t, "POST", "/api/v1/runs", token, nil)
+	var first runJSON
+	json.Unmarshal(body, &first)
+	if code != http.StatusAccepted || first.ID == 0 {
+		t.Fatalf("first trigger: %d %s", code, body)
+	}
+	code, body = s.do(t, "POST", "/api/v1/runs", token, nil)
+	if code != http.StatusConflict || !strings.Contains(string(body), fmt.Sprintf("run %d is still running", first.ID)) {
+		t.Fatalf("second trigger: %d %s", code, body)
+	}
+	// While it runs, its progress is visible.
+	code, body = s.do(t, "GET", fmt.Sprintf("/api/v1/runs/%d", first.ID), token, nil)
+	var during runJSON
+	json.Unmarshal(body, &during)
+	if code != 200 || (during.Status == "running" && during.Progress == nil) {
+		t.Fatalf("run during: %d %s", code, body)
+	}
+	waitRun(t, s, token, first.ID, 120*time.Second)
+
+	// Restart with a schedule every 2 seconds: it fires by itself.
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	if err := s.cmd.Wait(); err != nil {
+		t.Fatalf("SIGTERM: %v\n%s", err, s.log)
+	}
+	s = startServe(t, data, inbox, "*/2 * * * * *")
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		_, body = s.do(t, "GET", "/api/v1/runs", token, nil)
+		var page struct{ Items []runJSON }
+		json.Unmarshal(body, &page)
+		for _, r := range page.Items {
+			if r.Trigger == "schedule" && r.Status == "succeeded" {
+				t.Logf("scheduled run %d succeeded, batch %d", r.ID, *r.BatchID)
+				s.cmd.Process.Signal(syscall.SIGTERM)
+				if err := s.cmd.Wait(); err != nil {
+					t.Fatalf("SIGTERM: %v", err)
+				}
+				return
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("the schedule did not fire a successful run\n%s", s.log)
+}
+
+func waitRun(t *testing.T, s *server, token string, id int64, within time.Duration) runJSON {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		_, body := s.do(t, "GET", fmt.Sprintf("/api/v1/runs/%d", id), token, nil)
+		var r runJSON
+		json.Unmarshal(body, &r)
+		if r.Status != "running" {
+			if r.Status != "succeeded" {
+				t.Fatalf("run %d: %s", id, body)
+			}
+			return r
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("run %d did not finish in %s", id, within)
+	return runJSON{}
+}
+
+// SIGTERM during a run: the server stops taking work, the running step rolls
+// back, and the process exits within the grace period with the run recorded
+// as interrupted; the next run completes.
+func TestServe_ShutdownDuringRunRollsBackAndExits(t *testing.T) {
+	dir := t.TempDir()
+	inbox, data := filepath.Join(dir, "inbox"), filepath.Join(dir, "data")
+	if r := collider(t, nil, "gen", "--out", inbox, "--settlements", "400000"); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	token := addUser(t, data, "province", "")
+	s := startServe(t, data, inbox, "off")
+	code, body := s.do(t, "POST", "/api/v1/runs", token, nil)
+	if code != http.StatusAccepted {
+		t.Fatalf("%d %s", code, body)
+	}
+	time.Sleep(1500 * time.Millisecond) // well inside the loading
+	start := time.Now()
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	if err := s.cmd.Wait(); err != nil {
+		t.Fatalf("exit: %v\n%s", err, s.log)
+	}
+	took := time.Since(start)
+	if took > 10*time.Second {
+		t.Fatalf("shutdown took %s, grace is 10s", took)
+	}
+	t.Logf("stopped %s after SIGTERM", took.Round(time.Millisecond))
+	r := collider(t, nil, "run", "--data", data, "--inbox", inbox)
+	if r.code != 0 {
+		t.Fatalf("the next run: %d %s", r.code, r.stderr)
+	}
+	s = startServe(t, data, inbox, "off")
+	_, body = s.do(t, "GET", "/api/v1/runs", token, nil)
+	if !strings.Contains(string(body), `"status":"interrupted"`) {
+		t.Fatalf("the interrupted run is not recorded as such: %s", body)
+	}
+}
