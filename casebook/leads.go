@@ -90,6 +90,16 @@ type Action struct {
 	City            string   `json:"city_code,omitempty"` // reassign: the city it goes to
 }
 
+// shippedRegion finds a code exactly (no fallback) in the shipped regions table.
+func shippedRegion(code string) (regions.Region, bool) {
+	t, err := regions.Shipped()
+	if err != nil {
+		return regions.Region{}, false
+	}
+	r, ok := t.Lookup(code)
+	return r, ok && r.Code == code
+}
+
 // IsProvinceCode reports whether a region code is a province (xx0000): leads
 // routed there are the province's own.
 func IsProvinceCode(code string) bool { return len(code) == 6 && code[2:] == "0000" }
@@ -133,8 +143,9 @@ func checkAction(u User, l Lead, a Action) (to string, err error) {
 	case ActionClose:
 		switch a.Outcome {
 		case OutcomeConfirmed:
-			if a.RecoveredAmount == nil || *a.RecoveredAmount < 0 {
-				return "", Errorf(EINVALID, "closing as confirmed needs recovered_amount (0 or more, yuan)")
+			// The column is DECIMAL(18,2): a larger amount would fail the write as a 500.
+			if a.RecoveredAmount == nil || *a.RecoveredAmount < 0 || *a.RecoveredAmount >= 1e16 {
+				return "", Errorf(EINVALID, "closing as confirmed needs recovered_amount (0 or more, under 10^16 yuan)")
 			}
 		case OutcomeDismissed, OutcomeReferred:
 			if a.RecoveredAmount != nil && *a.RecoveredAmount != 0 {
@@ -153,6 +164,11 @@ func checkAction(u User, l Lead, a Action) (to string, err error) {
 	case ActionReassign:
 		if !regions.IsCode(a.City) || a.City[4:] != "00" || IsProvinceCode(a.City) {
 			return "", Errorf(EINVALID, "reassign needs city_code, a 6-digit city code like 620100")
+		}
+		// A city that does not exist, or another province's, would strand
+		// the lead where no bureau can act on it and the province no longer can.
+		if r, ok := shippedRegion(a.City); !ok || r.Level != "city" || regions.ProvinceOf(a.City) != regions.ProvinceOf(l.City) {
+			return "", Errorf(EINVALID, "reassign needs city_code, a city of province %s (%q is not one)", regions.ProvinceOf(l.City), a.City)
 		}
 	}
 	if a.Action != ActionClose && (a.Outcome != "" || a.RecoveredAmount != nil) {

@@ -144,4 +144,3 @@ func (c *Casebook) RoutedByCity(ctx context.Context, batchID int64) (map[string]
 	}
 	return out, rows.Err()
 }
-

@@ -529,7 +529,9 @@ func TestDocker_CityClientOnTheSameNetwork(t *testing.T) {
 	if !strings.Contains(out, "lead "+leadIDs[0]+" accepted") {
 		t.Fatalf("feedback: %s", out)
 	}
-	var events struct{ Items []struct{ Action, UserName string } }
+	var events struct {
+		Items []struct{ Action, UserName string }
+	}
 	s.call(t, "GET", "/api/v1/leads/"+leadIDs[0]+"/events", province, nil, &events)
 	if n := len(events.Items); n != 2 || events.Items[1].Action != "accept" {
 		t.Fatalf("events: %+v", events)

@@ -28,7 +28,9 @@ func loadWithJobs(ctx context.Context, s *store.Store, feed, dir string) error {
 }
 
 func newTester(t *testing.T) *models.Tester {
-	return &models.Tester{Load: loadWithJobs, Dir: t.TempDir(), Log: quiet, Runner: models.Runner{Log: quiet}}
+	tester := &models.Tester{Load: loadWithJobs, Dir: t.TempDir(), Log: quiet, Runner: models.Runner{Log: quiet}}
+	t.Cleanup(func() { tester.Close() })
+	return tester
 }
 
 func openStore(t *testing.T) *store.Store {

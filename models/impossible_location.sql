@@ -45,10 +45,10 @@
 --   high: bool_or(reason IN ('in_custody', 'abroad')) OR sum(fund_amount) >= 10000
 --   medium: bool_or(reason = 'away_during_stay') OR count(*) >= 2
 -- narrative:
---   in_custody: 参保人{person_id}自{e.start_time}起处于羁押状态（公安记录{e.event_id}），其间{visit_dates}却在{institution_name}（{institution_id}）{action}结算{times}，基金支付{fund_amount}元。
+--   in_custody: 参保人{person_id}自{e.start_time}起在{e.place}处于羁押状态（公安记录{e.event_id}），其间{visit_dates}却在{institution_name}（{institution_id}）{action}结算{times}，基金支付{fund_amount}元。
 --   abroad: 参保人{person_id}自{e.start_time}起在境外（公安出入境记录{e.event_id}），其间{visit_dates}却在{institution_name}（{institution_id}）{action}结算{times}，基金支付{fund_amount}元。
---   away_during_stay: 参保人{person_id}于{visit_dates}在{institution_name}（{institution_id}）住院期间，{e.record_time}在距该院{e.distance_km}公里外有{e.record_kind}记录（{e.event_id}），疑似挂床住院，住院结算{count}次，基金支付{fund_amount}元。
---   unreachable: 参保人{person_id}于{e.record_time}在距{institution_name}（{institution_id}）{e.distance_km}公里外有{e.record_kind}记录（{e.event_id}），相隔{e.hours_apart}小时却在该机构{action}结算（需时速{e.speed_kmh}公里），基金支付{fund_amount}元。
+--   away_during_stay: 参保人{person_id}于{visit_dates}在{institution_name}（{institution_id}）住院期间，{e.record_time}在{e.place}（距该院{e.distance_km}公里）有{e.record_kind}记录（{e.event_id}），疑似挂床住院，住院结算{count}次，基金支付{fund_amount}元。
+--   unreachable: 参保人{person_id}于{e.record_time}在{e.place}有{e.record_kind}记录（{e.event_id}），相隔{e.hours_apart}小时却在{e.distance_km}公里外的{institution_name}（{institution_id}）{action}结算（需时速{e.speed_kmh}公里），基金支付{fund_amount}元。
 WITH visits AS (
     SELECT s.settlement_id,
            s.person_id,
@@ -71,9 +71,12 @@ interval_hits AS (
                        'kind', l.kind,
                        'start_time', l.start_time,
                        'end_time', l.end_time,
-                       'region_code', l.region_code) AS evidence
+                       'region_code', l.region_code,
+                       'place', CASE WHEN l.kind = 'abroad' THEN '境外'
+                                     ELSE coalesce(coalesce(nullif(g.city, '市辖区'), g.province, '') || g.name, l.region_code) END) AS evidence
     FROM visits v
     JOIN locations l ON l.person_id = v.person_id
+    LEFT JOIN regions g ON g.code = l.region_code
     WHERE l.kind IN ('custody', 'abroad')
       AND l.start_time <= v.visit_end
       AND (l.end_time IS NULL OR l.end_time > v.visit_start)
@@ -89,10 +92,12 @@ point_pairs AS (
            l.kind,
            l.start_time,
            l.region_code,
+           coalesce(coalesce(nullif(g.city, '市辖区'), g.province, '') || g.name, l.region_code) AS place,
            haversine_km(v.point_lat, v.point_lon, l.point_lat, l.point_lon) AS distance_km,
            abs(extract(epoch FROM (l.start_time - v.visit_start))) / 3600.0 AS hours_apart
     FROM visits v
     JOIN locations l ON l.person_id = v.person_id
+    LEFT JOIN regions g ON g.code = l.region_code
     WHERE l.kind IN ('hotel', 'rail', 'flight')
       AND ((v.visit_type = 'inpatient'
             AND l.start_time > v.visit_start + CAST($margin_hours AS DOUBLE) * INTERVAL '1' HOUR
@@ -113,6 +118,7 @@ point_hits AS (
                                  'record_kind', CASE kind WHEN 'hotel' THEN '旅馆住宿' WHEN 'rail' THEN '铁路乘车' ELSE '民航乘机' END,
                                  'record_time', start_time,
                                  'region_code', region_code,
+                                 'place', place,
                                  'distance_km', round(distance_km, 1),
                                  'hours_after_admission', round(extract(epoch FROM (start_time - visit_start)) / 3600.0, 1),
                                  'hours_before_discharge', round(extract(epoch FROM (visit_end - start_time)) / 3600.0, 1))
@@ -121,6 +127,7 @@ point_hits AS (
                                  'record_kind', CASE kind WHEN 'hotel' THEN '旅馆住宿' WHEN 'rail' THEN '铁路乘车' ELSE '民航乘机' END,
                                  'record_time', start_time,
                                  'region_code', region_code,
+                                 'place', place,
                                  'distance_km', round(distance_km, 1),
                                  'hours_apart', round(hours_apart, 2),
                                  'speed_kmh', CAST(round(distance_km / greatest(hours_apart, 0.25)) AS INTEGER))

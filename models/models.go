@@ -67,6 +67,7 @@ type Model struct {
 	Tests *Suite
 
 	queryLine int // first line of the query, for errors without a position
+	rulesLine int // line of the header's severity rules
 }
 
 // Reason is one reason code a model may return, with its Chinese label.
@@ -328,9 +329,15 @@ func Parse(file string, text []byte) (*Model, error) {
 
 	// DuckDB gets the file with the query's trailing semicolon removed; the
 	// header stays, as comments, so that error lines are file lines.
-	sqlText := strings.TrimRight(string(text), " \t\r\n")
-	sqlText = strings.TrimRight(strings.TrimSuffix(sqlText, ";"), " \t\r\n")
-	m.SQL = sqlText
+	// Trailing comment lines go too, or they would swallow what the runner
+	// puts after the query.
+	body := strings.Split(strings.TrimRight(string(text), " \t\r\n"), "\n")
+	for len(body) > queryLine && strings.HasPrefix(strings.TrimSpace(body[len(body)-1]), "--") {
+		body = body[:len(body)-1]
+	}
+	sqlText := strings.TrimRight(strings.Join(body, "\n"), " \t\r\n")
+	m.SQL = strings.TrimRight(strings.TrimSuffix(sqlText, ";"), " \t\r\n")
+	m.rulesLine = headerLine(yamlLines, "severity:")
 	return m, nil
 }
 

@@ -135,7 +135,7 @@ func TestValidate_BadQueryIsRefusedWithFileAndLine(t *testing.T) {
 		{"renamed output column", edit(tiny, 15, "SELECT settlement_id AS id, 'hit' AS reason, json_object('visit_type', visit_type) AS evidence"), "the query returns (id, reason, evidence)"},
 		{"evidence that is not JSON", edit(tiny, 15, "SELECT settlement_id, 'hit' AS reason, 42 AS evidence"), "tiny.sql:15: column evidence is INTEGER"},
 		{"unused parameter", edit(tiny, 17, "WHERE visit_type = 'pharmacy'"), "tiny.sql:5: parameter kind is declared but used nowhere"},
-		{"severity rule that does not bind", edit(tiny, 12, "--   high: count(*) >= nonsense"), "tiny.sql:1: group clues (check the header's severity and narrative)"},
+		{"severity rule that does not bind", edit(tiny, 12, "--   high: count(*) >= nonsense"), "tiny.sql:11: group clues (check the header's severity and narrative)"},
 	}
 	tester := newTester(t)
 	for _, c := range cases {
@@ -152,6 +152,17 @@ func TestValidate_BadQueryIsRefusedWithFileAndLine(t *testing.T) {
 				t.Fatalf("err = %v\nwant it to contain %q", vs[0].Err, c.want)
 			}
 		})
+	}
+}
+
+func TestValidate_TrailingSemicolonAndCommentsAreFine(t *testing.T) {
+	ms, err := models.Load(mapFS(map[string]string{"tiny.sql": tiny + ";\n-- the end\n\n", "tiny.test.yaml": tinyTests}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vs, err := newTester(t).Validate(context.Background(), ms...)
+	if err != nil || vs[0].Err != nil {
+		t.Fatalf("%v %v", err, vs[0].Err)
 	}
 }
 

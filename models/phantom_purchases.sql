@@ -30,7 +30,7 @@
 --   high: max(recent_90d) >= CAST($repeat_purchases AS INTEGER)
 --   medium: sum(fund_amount) >= 500
 -- narrative:
---   never_there: 参保人{person_id}户籍地距{institution_name}（{institution_id}）{e.distance_km}公里，当地无其流动人口居住登记，前后{p.presence_days}日内亦无其在当地的行程记录，却于{visit_dates}在该药店购药结算{times}，基金支付{fund_amount}元。
+--   never_there: 参保人{person_id}户籍在{e.hukou_place}，距{institution_name}（{institution_id}）{e.distance_km}公里，当地无其流动人口居住登记，前后{p.presence_days}日内亦无其在当地的行程记录，却于{visit_dates}在该药店购药结算{times}，基金支付{fund_amount}元。
 WITH purchases AS (
     -- Purchases away from home: another city than the hukou, and far from its seat.
     SELECT s.settlement_id,
@@ -66,29 +66,28 @@ unexplained AS (
 ),
 nearest AS (
     -- Where the person really was: the record closest in time to the purchase
-    -- (zero when the purchase falls inside an interval record).
-    SELECT u.settlement_id,
-           l.event_id,
-           l.kind,
-           l.start_time,
-           l.end_time,
-           l.region_code,
-           CASE WHEN u.visit_start BETWEEN l.start_time AND coalesce(l.end_time, l.start_time) THEN 0
-                ELSE least(abs(extract(epoch FROM (l.start_time - u.visit_start))),
-                           abs(extract(epoch FROM (coalesce(l.end_time, l.start_time) - u.visit_start)))) / 3600.0
-           END AS hours_apart,
-           ROW_NUMBER() OVER (
-               PARTITION BY u.settlement_id
-               ORDER BY CASE WHEN u.visit_start BETWEEN l.start_time AND coalesce(l.end_time, l.start_time) THEN 0
-                             ELSE least(abs(extract(epoch FROM (l.start_time - u.visit_start))),
-                                        abs(extract(epoch FROM (coalesce(l.end_time, l.start_time) - u.visit_start)))) END,
-                        l.event_id) AS rn
-    FROM unexplained u
-    JOIN locations l ON l.person_id = u.person_id
+    -- (zero hours when the purchase falls inside an interval record).
+    SELECT g.*,
+           ROW_NUMBER() OVER (PARTITION BY g.settlement_id ORDER BY g.seconds_apart, g.event_id) AS rn
+    FROM (
+        SELECT u.settlement_id,
+               l.event_id,
+               l.kind,
+               l.start_time,
+               l.end_time,
+               l.region_code,
+               CASE WHEN u.visit_start BETWEEN l.start_time AND coalesce(l.end_time, l.start_time) THEN 0
+                    ELSE least(abs(extract(epoch FROM (l.start_time - u.visit_start))),
+                               abs(extract(epoch FROM (coalesce(l.end_time, l.start_time) - u.visit_start))))
+               END AS seconds_apart
+        FROM unexplained u
+        JOIN locations l ON l.person_id = u.person_id
+    ) g
 )
 SELECT u.settlement_id,
        'never_there' AS reason,
        json_object('hukou_region', u.hukou_region,
+                   'hukou_place', coalesce(coalesce(nullif(hg.city, '市辖区'), hg.province, '') || hg.name, u.hukou_region),
                    'hukou_city', u.hukou_city,
                    'pharmacy_region', u.pharmacy_region,
                    'pharmacy_city', u.pharmacy_city,
@@ -99,6 +98,10 @@ SELECT u.settlement_id,
                                                            'start_time', n.start_time,
                                                            'end_time', n.end_time,
                                                            'region_code', n.region_code,
-                                                           'hours_apart', round(n.hours_apart, 1)) END) AS evidence
+                                                           'place', CASE WHEN n.kind = 'abroad' THEN '境外'
+                                                                         ELSE coalesce(coalesce(nullif(ng.city, '市辖区'), ng.province, '') || ng.name, n.region_code) END,
+                                                           'hours_apart', round(n.seconds_apart / 3600.0, 1)) END) AS evidence
 FROM unexplained u
 LEFT JOIN nearest n ON n.settlement_id = u.settlement_id AND n.rn = 1
+LEFT JOIN regions hg ON hg.code = u.hukou_region
+LEFT JOIN regions ng ON ng.code = n.region_code

@@ -37,6 +37,17 @@ type Tester struct {
 	Log *slog.Logger
 	// Runner runs the fixtures; its clock judges suppressions.
 	Runner Runner
+
+	sc *scratch // opened on first use, kept until Close
+}
+
+// Close removes the scratch store. A Tester is not safe for concurrent use.
+func (t *Tester) Close() error {
+	if t.sc != nil {
+		t.sc.close()
+		t.sc = nil
+	}
+	return nil
 }
 
 // CaseResult is the outcome of one fixture case.
@@ -71,7 +82,6 @@ func (t *Tester) Validate(ctx context.Context, ms ...*Model) ([]Verdict, error) 
 	if err != nil {
 		return nil, err
 	}
-	defer sc.close()
 	out := make([]Verdict, 0, len(ms))
 	for _, m := range ms {
 		v := Verdict{Model: m}
@@ -125,6 +135,9 @@ type scratch struct {
 }
 
 func (t *Tester) openScratch(ctx context.Context) (*scratch, error) {
+	if t.sc != nil {
+		return t.sc, nil
+	}
 	dir := t.Dir
 	cleanup := func() {}
 	if dir == "" {
@@ -145,7 +158,8 @@ func (t *Tester) openScratch(ctx context.Context) (*scratch, error) {
 		cleanup()
 		return nil, fmt.Errorf("fixtures: %w", err)
 	}
-	return &scratch{store: s, conn: conn, dir: dir, cleanup: cleanup}, nil
+	t.sc = &scratch{store: s, conn: conn, dir: dir, cleanup: cleanup}
+	return t.sc, nil
 }
 
 func (sc *scratch) close() {
