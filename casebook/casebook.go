@@ -3,6 +3,7 @@ package casebook
 import (
 	"context"
 	"database/sql"
+	"sync"
 	"time"
 )
 
@@ -16,6 +17,9 @@ type Casebook struct {
 	TmpDir string
 	// Now is the clock; tests set it.
 	Now func() time.Time
+
+	authMu    sync.Mutex
+	authCache map[string]cachedUser
 }
 
 // New returns a casebook over the store's pool with the spec's defaults.

@@ -119,7 +119,18 @@ func (c *Casebook) Revoke(ctx context.Context, id int64) error {
 	if n, _ := res.RowsAffected(); n == 0 {
 		return Errorf(ENOTFOUND, "no active user %d", id)
 	}
+	c.forgetTokens()
 	return nil
+}
+
+// authTTL is how long a token lookup is remembered: every request
+// authenticates, and a query per request is the largest part of a small
+// request's cost. Revoking through this casebook forgets at once.
+const authTTL = 10 * time.Second
+
+type cachedUser struct {
+	user    User
+	expires time.Time
 }
 
 // Authenticate finds the active user of a token.
@@ -127,14 +138,39 @@ func (c *Casebook) Authenticate(ctx context.Context, token string) (User, error)
 	if token == "" {
 		return User{}, Errorf(EUNAUTHORIZED, "a bearer token is required")
 	}
+	hash := HashToken(token)
+	now := time.Now()
+	c.authMu.Lock()
+	if e, ok := c.authCache[hash]; ok && now.Before(e.expires) {
+		c.authMu.Unlock()
+		return e.user, nil
+	}
+	c.authMu.Unlock()
 	var u User
 	err := c.DB.QueryRowContext(ctx, `SELECT user_id, name, role, coalesce(city_code, ''), created_at
-		FROM casebook.users WHERE token_hash = ? AND revoked_at IS NULL`, HashToken(token)).
+		FROM casebook.users WHERE token_hash = ? AND revoked_at IS NULL`, hash).
 		Scan(&u.ID, &u.Name, &u.Role, &u.City, &u.CreatedAt)
 	if errors.Is(err, sql.ErrNoRows) {
 		return User{}, Errorf(EUNAUTHORIZED, "unknown or revoked token")
 	}
-	return u, err
+	if err != nil {
+		return User{}, err
+	}
+	u.CreatedAt = Wall(u.CreatedAt)
+	c.authMu.Lock()
+	if c.authCache == nil || len(c.authCache) > 10_000 {
+		c.authCache = map[string]cachedUser{}
+	}
+	c.authCache[hash] = cachedUser{u, now.Add(authTTL)}
+	c.authMu.Unlock()
+	return u, nil
+}
+
+// forgetTokens drops remembered token lookups (after a revocation).
+func (c *Casebook) forgetTokens() {
+	c.authMu.Lock()
+	c.authCache = nil
+	c.authMu.Unlock()
 }
 
 func nullString(s string) any {

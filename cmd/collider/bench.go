@@ -26,11 +26,17 @@ import (
 )
 
 func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] != "load" {
-		fmt.Fprintln(stderr, "usage: collider bench load [flags]   (compare the validated load with a plain CREATE TABLE AS)")
-		return 2
+	if len(args) > 0 {
+		switch args[0] {
+		case "load":
+			return benchLoad(ctx, args[1:], stdout, stderr)
+		case "api":
+			return benchAPI(ctx, args[1:], stdout, stderr)
+		}
 	}
-	return benchLoad(ctx, args[1:], stdout, stderr)
+	fmt.Fprintln(stderr, `usage: collider bench load [flags]   the validated load next to a plain CREATE TABLE AS over the same files
+       collider bench api [flags]    lead-inbox latency under 100 clients, idle and while a run is busy`)
+	return 2
 }
 
 // phaseResult is what one measured phase reports to the parent process.
