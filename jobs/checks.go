@@ -88,8 +88,12 @@ func (p *plan) addColumn(col feeds.Column) {
 	s, d, v := q("_s_"+name), q("_d_"+name), q("_v_"+name)
 	carrier, ok := p.present[name]
 	if !ok {
-		// An optional column no file carries: NULL all the way.
+		// An optional column no file carries: NULL all the way, and no seat
+		// for a region nobody gave.
 		p.l1 = append(p.l1, "NULL AS "+s)
+		if col.Domain == feeds.RegionCode {
+			p.l1 = append(p.l1, "CAST(NULL AS DOUBLE) AS "+q("_seat_lat_"+name), "CAST(NULL AS DOUBLE) AS "+q("_seat_lon_"+name))
+		}
 		p.l3 = append(p.l3, fmt.Sprintf("CAST(NULL AS %s) AS %s", sqlType(col), v))
 		return
 	}

@@ -438,3 +438,21 @@ func TestLoad_ExtraColumnsAreReported(t *testing.T) {
 		t.Fatalf("ledger says %q", extra)
 	}
 }
+
+// Optional columns may be missing from a file: a locations delivery without
+// region_code loads, with points from its coordinates.
+func TestLoad_OptionalColumnsMayBeAbsent(t *testing.T) {
+	s := openStore(t)
+	d := delivery(t, s.DB, t.TempDir(), "locations", "0001", `
+		SELECT 'E1' AS event_id, '11010519491231002X' AS person_id, 'hotel' AS kind, TIMESTAMP '2025-01-01 20:00:00' AS start_time, 39.9 AS lat, 116.4 AS lon
+		UNION ALL SELECT 'E2', '11010519491231002X', 'abroad', TIMESTAMP '2025-02-01 00:00:00', NULL, NULL`)
+	res := (&Loader{Store: s}).Load(context.Background(), d)
+	if res.Err != nil || res.Loaded != 2 {
+		t.Fatalf("%+v", res)
+	}
+	var lat float64
+	s.DB.QueryRow("SELECT point_lat FROM locations WHERE event_id = 'E1'").Scan(&lat)
+	if lat != 39.9 {
+		t.Fatalf("point %v", lat)
+	}
+}

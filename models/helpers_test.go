@@ -28,7 +28,7 @@ func loadWithJobs(ctx context.Context, s *store.Store, feed, dir string) error {
 }
 
 func newTester(t *testing.T) *models.Tester {
-	tester := &models.Tester{Load: loadWithJobs, Dir: t.TempDir(), Log: quiet, Runner: models.Runner{Log: quiet}}
+	tester := &models.Tester{Load: loadWithJobs, Dir: t.TempDir(), Log: quiet, Runner: models.Runner{Log: quiet}, Keep: true}
 	t.Cleanup(func() { tester.Close() })
 	return tester
 }

@@ -135,7 +135,7 @@ func TestValidate_BadQueryIsRefusedWithFileAndLine(t *testing.T) {
 		{"renamed output column", edit(tiny, 15, "SELECT settlement_id AS id, 'hit' AS reason, json_object('visit_type', visit_type) AS evidence"), "the query returns (id, reason, evidence)"},
 		{"evidence that is not JSON", edit(tiny, 15, "SELECT settlement_id, 'hit' AS reason, 42 AS evidence"), "tiny.sql:15: column evidence is INTEGER"},
 		{"unused parameter", edit(tiny, 17, "WHERE visit_type = 'pharmacy'"), "tiny.sql:5: parameter kind is declared but used nowhere"},
-		{"severity rule that does not bind", edit(tiny, 12, "--   high: count(*) >= nonsense"), "tiny.sql:11: group clues (check the header's severity and narrative)"},
+		{"severity rule that does not bind", edit(tiny, 12, "--   high: count(*) >= nonsense"), "tiny.sql:11: sum clues (check the header's severity and narrative): Binder Error: Referenced column \"nonsense\" not found"},
 	}
 	tester := newTester(t)
 	for _, c := range cases {
@@ -180,6 +180,21 @@ func TestValidate_FailingFixtureIsRefusedAtTheCase(t *testing.T) {
 	want := `tiny.test.yaml:7: case "pharmacy purchase is flagged": S1 not flagged, want hit; S2 flagged hit, want it clear`
 	if vs[0].Err == nil || vs[0].Err.Error() != want {
 		t.Fatalf("err = %v\nwant %s", vs[0].Err, want)
+	}
+}
+
+func TestValidate_NarrativeFieldTheEvidenceLacksFailsTheCase(t *testing.T) {
+	text := edit(tiny, 14, "--   default: 参保人{person_id}距{institution_name}{e.distance_km}公里，{e.visit_type}")
+	ms, err := models.Load(mapFS(map[string]string{"tiny.sql": text, "tiny.test.yaml": tinyTests}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vs, err := newTester(t).Validate(context.Background(), ms...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vs[0].Err == nil || !strings.Contains(vs[0].Err.Error(), "tiny.test.yaml:7: case \"pharmacy purchase is flagged\": S1: the narrative uses {e.distance_km}, which its evidence lacks") {
+		t.Fatalf("err = %v", vs[0].Err)
 	}
 }
 

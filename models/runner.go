@@ -4,12 +4,14 @@
 // on one connection, because a run can flag hundreds of thousands of
 // settlements; Go only orders the steps and reads the counts.
 //
-// The steps, each a temp table named PREFIX_MODEL_…:
+// The steps leave these temp tables, named PREFIX_MODEL_…:
 //
 //	_flagged            the model's rows: settlement_id, reason, evidence
 //	_rows               joined back to settlements; issued and suppressed marked
 //	_clues              the clues, numbered clue_no by score (the casebook's columns)
 //	_clue_settlements   (clue_no, model, settlement_id): what the casebook records as issued
+//
+// and drop their intermediate ones (_r, _g, _lists, _n) when done.
 package models
 
 import (
@@ -179,21 +181,22 @@ func (r *Runner) group(ctx context.Context, conn *sql.Conn, m *Model, vals Value
 
 	issued := "false"
 	if exclude != "" {
-		issued = fmt.Sprintf("EXISTS (SELECT 1 FROM %s x WHERE x.model = $collider_model AND x.settlement_id = f.settlement_id)", exclude)
+		issued = fmt.Sprintf("f.settlement_id IN (SELECT settlement_id FROM %s WHERE model = $collider_model)", exclude)
 	}
 	// A suppression holds from its creation until it expires or is revoked;
-	// the clock is bound so that tests and reruns can fix it.
-	rows := fmt.Sprintf(`CREATE OR REPLACE TEMP TABLE %s AS
+	// the clock is bound so that tests and reruns can fix it. Uncorrelated
+	// IN lists become hash semi-joins, whatever the number of flags.
+	active := `SELECT * FROM casebook.suppressions WHERE revoked_at IS NULL
+		AND (expires_at IS NULL OR expires_at > CAST($collider_now AS TIMESTAMP))`
+	rows := fmt.Sprintf(`CREATE OR REPLACE TEMP TABLE %[1]s AS
+WITH active AS (%[4]s)
 SELECT f.settlement_id, f.reason, f.evidence, s.person_id, s.person_name, s.institution_id, s.visit_type,
        s.visit_start, s.visit_end, s.total_amount, s.fund_amount,
-       %s AS issued,
-       EXISTS (SELECT 1 FROM casebook.suppressions p
-               WHERE p.revoked_at IS NULL
-                 AND (p.expires_at IS NULL OR p.expires_at > CAST($collider_now AS TIMESTAMP))
-                 AND ((p.kind = 'person' AND p.person_id = s.person_id)
-                   OR (p.kind = 'institution' AND p.institution_id = s.institution_id)
-                   OR (p.kind = 'model_person' AND p.model = $collider_model AND p.person_id = s.person_id))) AS suppressed
-FROM %s f JOIN settlements s ON s.settlement_id = f.settlement_id`, run.RowTable, issued, run.FlagTable)
+       %[2]s AS issued,
+       (s.person_id IN (SELECT person_id FROM active WHERE kind = 'person')
+        OR s.institution_id IN (SELECT institution_id FROM active WHERE kind = 'institution')
+        OR s.person_id IN (SELECT person_id FROM active WHERE kind = 'model_person' AND model = $collider_model)) AS suppressed
+FROM %[3]s f JOIN settlements s ON s.settlement_id = f.settlement_id`, run.RowTable, issued, run.FlagTable, active)
 	if err := r.exec(ctx, conn, m, "join flagged settlements", rows, all); err != nil {
 		return err
 	}
@@ -207,19 +210,19 @@ FROM %s f JOIN settlements s ON s.settlement_id = f.settlement_id`, run.RowTable
 		r.log().Warn("model flagged settlements that are not loaded", "model", m.Name, "unmatched", run.Unmatched)
 	}
 
-	clues, err := clueSQL(m, run.ClueTable, run.RowTable)
+	steps, err := clueSteps(m, base, run)
 	if err != nil {
 		return &FileError{File: m.File, Line: m.rulesLine, Err: err}
 	}
-	if err := r.exec(ctx, conn, m, "group clues", clues, all); err != nil {
-		return err
+	for _, st := range steps {
+		if err := r.exec(ctx, conn, m, st.what, st.sql, all); err != nil {
+			return err
+		}
 	}
-	links := fmt.Sprintf(`CREATE OR REPLACE TEMP TABLE %s AS
-SELECT c.clue_no, c.model, x.settlement_id
-FROM %s x JOIN %s c ON c.person_id = x.person_id AND c.institution_id = x.institution_id
-WHERE NOT x.issued AND NOT x.suppressed`, run.ClueSettlementTable, run.RowTable, run.ClueTable)
-	if err := r.exec(ctx, conn, m, "link clue settlements", links, all); err != nil {
-		return err
+	for _, t := range []string{"_r", "_g", "_lists", "_n"} {
+		if _, err := conn.ExecContext(ctx, "DROP TABLE IF EXISTS "+base+t); err != nil {
+			return fmt.Errorf("model %s: %w", m.Name, err)
+		}
 	}
 	if err := conn.QueryRowContext(ctx, fmt.Sprintf("SELECT (SELECT count(*) FROM %s), (SELECT count(*) FROM %s)",
 		run.ClueTable, run.ClueSettlementTable)).Scan(&run.Clues, &run.Settlements); err != nil {
@@ -228,16 +231,23 @@ WHERE NOT x.issued AND NOT x.suppressed`, run.ClueSettlementTable, run.RowTable,
 	return nil
 }
 
-// clueSQL is the grouping query. Severity rules and narrative templates come
-// from the model's header; everything a rule may refer to is a column of r:
+type step struct{ what, sql string }
+
+// clueSteps are the statements that group the new, unsuppressed flags into
+// clues. Each step is a temp table, so that DuckDB can spill it: sorts and
+// fixed-size aggregates spill to disk, but list aggregates hold every group
+// in memory, so only clues of several settlements are built with lists.
+//
+// Severity rules and narrative templates come from the model's header.
+// A rule may use aggregates over these columns of a clue's settlements:
 // settlement_id, reason, evidence, person_id, person_name, institution_id,
 // visit_type, visit_start, visit_end, total_amount, fund_amount, and
 // recent_90d (how many of the clue's settlements fall in the 90 days up to
 // this one: repeated purchases at one pharmacy).
-func clueSQL(m *Model, table, rows string) (string, error) {
+func clueSteps(m *Model, base string, run *Run) ([]step, error) {
 	narrative, err := narrativeSQL(m)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	rule := func(expr string) string {
 		if expr == "" {
@@ -245,45 +255,64 @@ func clueSQL(m *Model, table, rows string) (string, error) {
 		}
 		return "(" + expr + ")"
 	}
-	return fmt.Sprintf(`CREATE OR REPLACE TEMP TABLE %[1]s AS
-WITH r AS (
-    SELECT x.*,
+	r, g, lists, n := base+"_r", base+"_g", base+"_lists", base+"_n"
+	return []step{
+		// One row per settlement with its position rn in the clue, the
+		// clue's size, and its item of the clue's evidence list.
+		{"order settlements", fmt.Sprintf(`CREATE OR REPLACE TEMP TABLE %[1]s AS
+SELECT w.*,
+       CAST(json_object('n', w.rn, 'settlement_id', w.settlement_id, 'reason', w.reason,
+            'visit_type', w.visit_type, 'visit_start', w.visit_start, 'visit_end', w.visit_end,
+            'total_amount', w.total_amount, 'fund_amount', w.fund_amount, 'evidence', w.evidence) AS VARCHAR) AS item
+FROM (
+    SELECT x.* EXCLUDE (issued, suppressed),
+           row_number() OVER (PARTITION BY person_id, institution_id ORDER BY visit_start, settlement_id) AS rn,
+           count(*) OVER (PARTITION BY person_id, institution_id) AS clue_size,
            count(*) OVER (PARTITION BY person_id, institution_id ORDER BY visit_start
-                          RANGE BETWEEN INTERVAL 90 DAYS PRECEDING AND CURRENT ROW) AS recent_90d,
-           row_number() OVER (PARTITION BY person_id, institution_id ORDER BY visit_start, settlement_id) AS rn
+                          RANGE BETWEEN INTERVAL 90 DAYS PRECEDING AND CURRENT ROW) AS recent_90d
     FROM %[2]s x
     WHERE NOT x.issued AND NOT x.suppressed
-),
-g AS (
-    SELECT person_id, institution_id,
-           max(person_name) AS settlement_name,
-           count(*) AS settlement_count,
-           -- Ordered aggregates (string_agg … ORDER BY) sort per group and
-           -- cost ten times more over hundreds of thousands of clues: the
-           -- lists are sorted instead, on the visit's position rn.
-           CASE WHEN count(*) = 1 THEN max(settlement_id)
-                ELSE regexp_replace(array_to_string(list_sort(list(lpad(CAST(rn AS VARCHAR), 10, '0') || settlement_id)), ';'),
-                                    '(^|;)[0-9]{10}', '\1', 'g') END AS settlement_ids,
-           array_to_string(list_sort(list_distinct(list(reason))), ';') AS reasons,
-           min(visit_start) AS first_visit,
-           max(visit_start) AS last_visit,
-           CAST(sum(total_amount) AS DECIMAL(18,2)) AS total_amount,
-           CAST(sum(fund_amount) AS DECIMAL(18,2)) AS fund_amount,
-           CASE WHEN %[3]s THEN 'high' WHEN %[4]s THEN 'medium' ELSE 'low' END AS severity,
-           max(CASE WHEN rn = 1 THEN reason END) AS rep_reason,
-           max(CASE WHEN rn = 1 THEN CAST(evidence AS VARCHAR) END) AS rep_evidence,
-           max(CASE WHEN rn = 1 THEN visit_type END) AS rep_visit_type,
-           max(CASE WHEN rn = 1 THEN visit_start END) AS rep_visit_start,
-           max(CASE WHEN rn = 1 THEN visit_end END) AS rep_visit_end,
-           CAST(to_json(list_sort(list({
-               'n': rn, 'settlement_id': settlement_id, 'reason': reason, 'visit_type': visit_type,
-               'visit_start': visit_start, 'visit_end': visit_end,
-               'total_amount': total_amount, 'fund_amount': fund_amount, 'evidence': evidence}))) AS VARCHAR) AS evidence_list
-    FROM r
-    GROUP BY person_id, institution_id
-),
-c AS MATERIALIZED (
-    SELECT g.*,
+) w`, r, run.RowTable)},
+
+		{"sum clues", fmt.Sprintf(`CREATE OR REPLACE TEMP TABLE %[1]s AS
+SELECT person_id, institution_id,
+       count(*) AS settlement_count,
+       min(visit_start) AS first_visit,
+       max(visit_start) AS last_visit,
+       CAST(sum(total_amount) AS DECIMAL(18,2)) AS total_amount,
+       CAST(sum(fund_amount) AS DECIMAL(18,2)) AS fund_amount,
+       max(person_name) AS settlement_name,
+       CASE WHEN %[3]s THEN 'high' WHEN %[4]s THEN 'medium' ELSE 'low' END AS severity
+FROM %[2]s
+GROUP BY person_id, institution_id`, g, r, rule(m.Severity.High), rule(m.Severity.Medium))},
+
+		// Lists are sorted rather than aggregated with ORDER BY, which sorts
+		// per group and costs ten times more; each item carries its position
+		// rn as a 10-digit prefix, removed after sorting. Evidence items are
+		// joined with the record separator, which JSON text never holds raw.
+		{"list settlements", fmt.Sprintf(`CREATE OR REPLACE TEMP TABLE %[1]s AS
+SELECT person_id, institution_id,
+       regexp_replace(array_to_string(list_sort(list(lpad(CAST(rn AS VARCHAR), 10, '0') || settlement_id)), ';'),
+                      '(^|;)[0-9]{10}', '\1', 'g') AS settlement_ids,
+       array_to_string(list_sort(list_distinct(list(reason))), ';') AS reasons,
+       replace(regexp_replace(array_to_string(list_sort(list(lpad(CAST(rn AS VARCHAR), 10, '0') || item)), chr(30)),
+                              '(^|\x1e)[0-9]{10}', '\1', 'g'), chr(30), ',') AS items
+FROM %[2]s
+WHERE clue_size > 1
+GROUP BY person_id, institution_id`, lists, r)},
+
+		{"number clues", fmt.Sprintf(`CREATE OR REPLACE TEMP TABLE %[1]s AS
+SELECT person_id, institution_id,
+       round(CASE severity WHEN 'high' THEN 3 WHEN 'medium' THEN 2 ELSE 1 END
+             * CAST(fund_amount AS DOUBLE) * settlement_count, 2) AS score,
+       row_number() OVER (ORDER BY CASE severity WHEN 'high' THEN 3 WHEN 'medium' THEN 2 ELSE 1 END
+                                   * CAST(fund_amount AS DOUBLE) * settlement_count DESC,
+                                   person_id, institution_id) AS clue_no
+FROM %[2]s`, n, g)},
+
+		{"group clues", fmt.Sprintf(`CREATE OR REPLACE TEMP TABLE %[1]s AS
+WITH c AS (
+    SELECT n.clue_no, n.score, g.*,
            coalesce(g.settlement_name, res.name) AS person_name,
            coalesce(i.name, '未登记机构') AS institution_name,
            -- 线索下发市州: the institution's city; a province-level or unknown
@@ -291,28 +320,36 @@ c AS MATERIALIZED (
            CASE WHEN i.region_code IS NULL THEN substr(g.institution_id, 2, 2) || '0000'
                 WHEN i.region_code LIKE '__0000' THEN i.region_code
                 ELSE i.city_code END AS city_code,
-           round(CASE g.severity WHEN 'high' THEN 3 WHEN 'medium' THEN 2 ELSE 1 END
-                 * CAST(g.fund_amount AS DOUBLE) * g.settlement_count, 2) AS score
-    FROM g
+           rep.reason AS rep_reason,
+           CAST(rep.evidence AS VARCHAR) AS rep_evidence,
+           rep.visit_type AS rep_visit_type,
+           rep.visit_start AS rep_visit_start,
+           rep.visit_end AS rep_visit_end,
+           coalesce(l.settlement_ids, rep.settlement_id) AS settlement_ids,
+           coalesce(l.reasons, rep.reason) AS reasons,
+           '[' || coalesce(l.items, rep.item) || ']' AS evidence_list
+    FROM %[2]s g
+    JOIN %[3]s n ON n.person_id = g.person_id AND n.institution_id = g.institution_id
+    JOIN %[4]s rep ON rep.person_id = g.person_id AND rep.institution_id = g.institution_id AND rep.rn = 1
+    LEFT JOIN %[5]s l ON l.person_id = g.person_id AND l.institution_id = g.institution_id
     LEFT JOIN institutions i ON i.institution_id = g.institution_id
     LEFT JOIN residents res ON res.person_id = g.person_id
-),
-numbered AS (
-    -- Clues are numbered best score first; the sort carries three columns,
-    -- not the clues' evidence.
-    SELECT person_id, institution_id,
-           row_number() OVER (ORDER BY score DESC, person_id, institution_id) AS clue_no
-    FROM c
 )
-SELECT CAST(n.clue_no AS BIGINT) AS clue_no,
+SELECT CAST(c.clue_no AS BIGINT) AS clue_no,
        CAST($collider_model AS VARCHAR) AS model,
        CAST($collider_version AS VARCHAR) AS model_version,
        c.severity, c.score, c.reasons, c.person_id, c.person_name, c.institution_id, c.institution_name,
        c.city_code, CAST(c.settlement_count AS INTEGER) AS settlement_count, c.settlement_ids,
        c.first_visit, c.last_visit, c.total_amount, c.fund_amount,
-       %[5]s AS narrative,
+       %[6]s AS narrative,
        c.evidence_list AS evidence
-FROM c JOIN numbered n ON n.person_id = c.person_id AND n.institution_id = c.institution_id`, table, rows, rule(m.Severity.High), rule(m.Severity.Medium), narrative), nil
+FROM c`, run.ClueTable, g, n, r, lists, narrative)},
+
+		{"link clue settlements", fmt.Sprintf(`CREATE OR REPLACE TEMP TABLE %[1]s AS
+SELECT n.clue_no, CAST($collider_model AS VARCHAR) AS model, x.settlement_id
+FROM %[2]s x JOIN %[3]s n ON n.person_id = x.person_id AND n.institution_id = x.institution_id`,
+			run.ClueSettlementTable, r, n)},
+	}, nil
 }
 
 // exec runs one of the runner's statements with bound parameters; errors

@@ -6,6 +6,7 @@ package models
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -37,11 +38,15 @@ type Tester struct {
 	Log *slog.Logger
 	// Runner runs the fixtures; its clock judges suppressions.
 	Runner Runner
+	// Keep keeps the scratch store open between Validate calls, until
+	// Close: opening one (migrations, regions) costs about half a second.
+	// Without it each Validate opens and removes its own.
+	Keep bool
 
-	sc *scratch // opened on first use, kept until Close
+	sc *scratch
 }
 
-// Close removes the scratch store. A Tester is not safe for concurrent use.
+// Close removes a kept scratch store. A Tester is not safe for concurrent use.
 func (t *Tester) Close() error {
 	if t.sc != nil {
 		t.sc.close()
@@ -81,6 +86,9 @@ func (t *Tester) Validate(ctx context.Context, ms ...*Model) ([]Verdict, error) 
 	sc, err := t.openScratch(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if !t.Keep {
+		defer t.Close()
 	}
 	out := make([]Verdict, 0, len(ms))
 	for _, m := range ms {
@@ -336,10 +344,10 @@ func (t *Tester) runCase(ctx context.Context, sc *scratch, m *Model, c Case, n i
 	if err != nil {
 		return err
 	}
-	type flagged struct{ reason, kind, severity, narrative string }
+	type flagged struct{ reason, kind, severity, narrative, evidence string }
 	got := map[string]*flagged{}
 	rows, err := sc.conn.QueryContext(ctx, fmt.Sprintf(`SELECT f.settlement_id, f.reason, coalesce(json_type(f.evidence), 'NULL'),
-		coalesce(c.severity, ''), coalesce(c.narrative, '')
+		coalesce(c.severity, ''), coalesce(c.narrative, ''), coalesce(CAST(f.evidence AS VARCHAR), '')
 		FROM %s f LEFT JOIN %s cs ON cs.settlement_id = f.settlement_id LEFT JOIN %s c ON c.clue_no = cs.clue_no`,
 		run.FlagTable, run.ClueSettlementTable, run.ClueTable))
 	if err != nil {
@@ -348,7 +356,7 @@ func (t *Tester) runCase(ctx context.Context, sc *scratch, m *Model, c Case, n i
 	for rows.Next() {
 		var id string
 		var f flagged
-		if err := rows.Scan(&id, &f.reason, &f.kind, &f.severity, &f.narrative); err != nil {
+		if err := rows.Scan(&id, &f.reason, &f.kind, &f.severity, &f.narrative, &f.evidence); err != nil {
 			rows.Close()
 			return err
 		}
@@ -392,6 +400,9 @@ func (t *Tester) runCase(ctx context.Context, sc *scratch, m *Model, c Case, n i
 		}
 		if f.narrative == "" || strings.Contains(f.narrative, "{") {
 			problems = append(problems, fmt.Sprintf("%s: narrative %q is empty or unfinished", id, f.narrative))
+		}
+		for _, key := range missingEvidence(m.narrativeFor(f.reason), f.evidence) {
+			problems = append(problems, fmt.Sprintf("%s: the narrative uses {e.%s}, which its evidence lacks", id, key))
 		}
 		if want, ok := c.Severity[id]; ok && f.severity != want {
 			problems = append(problems, fmt.Sprintf("%s: severity %s, want %s", id, f.severity, want))
@@ -486,5 +497,40 @@ func sortedKeys[V any](m map[string]V) []string {
 		out = append(out, k)
 	}
 	sort.Strings(out)
+	return out
+}
+
+// missingEvidence lists the {e.KEY} placeholders of a template that the
+// evidence object does not hold (a key holding null is there): such a
+// narrative would silently read with a gap.
+func missingEvidence(tmpl, evidence string) []string {
+	var doc map[string]any
+	if json.Unmarshal([]byte(evidence), &doc) != nil {
+		return nil // reported as not a JSON object
+	}
+	var out []string
+	for _, mm := range placeholderRe.FindAllStringSubmatch(tmpl, -1) {
+		key, ok := strings.CutPrefix(strings.TrimSpace(mm[1]), "e.")
+		if !ok {
+			continue
+		}
+		var cur any = doc
+		for _, part := range strings.Split(key, ".") {
+			if cur == nil {
+				break // under a null: there, and empty
+			}
+			obj, isObj := cur.(map[string]any)
+			if !isObj {
+				out = append(out, key)
+				break
+			}
+			v, has := obj[part]
+			if !has {
+				out = append(out, key)
+				break
+			}
+			cur = v
+		}
+	}
 	return out
 }

@@ -110,9 +110,7 @@ func liveCatalog(ctx context.Context, dir string, stderr io.Writer) (*models.Cat
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 		return nil, fmt.Errorf("--models %s: not a directory", dir)
 	}
-	tester := newTester()
-	defer tester.Close()
-	err = cat.Reload(ctx, os.DirFS(dir), tester)
+	err = cat.Reload(ctx, os.DirFS(dir), newTester())
 	var le *models.LoadError
 	if errors.As(err, &le) {
 		for _, r := range le.Refused {
@@ -255,9 +253,7 @@ func modelsTest(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		}
 		ms = only
 	}
-	tester := newTester()
-	defer tester.Close()
-	verdicts, err := tester.Validate(ctx, ms...)
+	verdicts, err := newTester().Validate(ctx, ms...)
 	if err != nil {
 		fmt.Fprintln(stderr, "collider models test:", err)
 		return 1
@@ -340,9 +336,7 @@ func modelsPreview(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	// The draft's query must have the right shape; failing fixtures are
 	// shown, not fatal: the modeler is still deciding.
-	tester := newTester()
-	verdicts, err := tester.Validate(ctx, draft)
-	tester.Close()
+	verdicts, err := newTester().Validate(ctx, draft)
 	if err != nil {
 		return fail(err)
 	}
