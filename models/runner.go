@@ -87,7 +87,8 @@ type Run struct {
 	ClueTable           string // clue_no, model, model_version, severity, score, reasons, person_id, … evidence
 	ClueSettlementTable string // clue_no, model, settlement_id
 
-	Seconds float64
+	FlagSeconds float64 // the model's own query
+	Seconds     float64 // with joining back, suppressions and grouping
 }
 
 // Run runs m with its defaults and opt.Params, and groups the new flags into
@@ -111,6 +112,7 @@ func (r *Runner) Run(ctx context.Context, conn *sql.Conn, m *Model, opt RunOptio
 	if run.Flagged, err = r.Flag(ctx, conn, m, vals, run.FlagTable); err != nil {
 		return nil, err
 	}
+	run.FlagSeconds = time.Since(start).Seconds()
 	if err := r.group(ctx, conn, m, vals, run, opt.Exclude, base); err != nil {
 		return nil, err
 	}

@@ -32,10 +32,13 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			return benchLoad(ctx, args[1:], stdout, stderr)
 		case "api":
 			return benchAPI(ctx, args[1:], stdout, stderr)
+		case "models":
+			return benchModels(ctx, args[1:], stdout, stderr)
 		}
 	}
 	fmt.Fprintln(stderr, `usage: collider bench load [flags]   the validated load next to a plain CREATE TABLE AS over the same files
-       collider bench api [flags]    lead-inbox latency under 100 clients, idle and while a run is busy`)
+       collider bench api [flags]    lead-inbox latency under 100 clients, idle and while a run is busy
+       collider bench models --data DIR [--inbox DIR]   every model through collider and as the same SQL by hand`)
 	return 2
 }
 

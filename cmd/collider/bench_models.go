@@ -1,0 +1,180 @@
+// collider bench models: every live model over a loaded store, through
+// collider's runner and as the same SQL run by hand in DuckDB, each phase in
+// its own process so that its peak memory is its own.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"sort"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"collider/jobs"
+	"collider/models"
+)
+
+type modelTiming struct {
+	Model   string  `json:"model"`
+	Flagged int64   `json:"flagged"`
+	Flag    float64 `json:"flag_seconds"`  // the model's query into a temp table
+	Total   float64 `json:"total_seconds"` // with joining back, suppressions and grouping into clues
+}
+
+type modelsPhase struct {
+	Phase   string        `json:"phase"`
+	Models  []modelTiming `json:"models"`
+	PeakMB  float64       `json:"peak_mb"`
+	Seconds float64       `json:"seconds"`
+}
+
+func benchModels(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("bench models", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	data := fs.String("data", "", "a store with the feeds loaded (e.g. by collider load)")
+	inbox := fs.String("inbox", "", "load this inbox into --data first, if given (not timed)")
+	memoryLimit := fs.String("memory-limit", "8GB", "DuckDB memory limit for both phases")
+	phase := fs.String("phase", "", "internal: run one phase (collider|hand) and print its JSON result")
+	if err := fs.Parse(args); err != nil || *data == "" {
+		fmt.Fprintln(stderr, "usage: collider bench models --data DIR [--inbox DIR] [--memory-limit 8GB]")
+		return 2
+	}
+	fail := func(err error) int { fmt.Fprintln(stderr, "collider bench models:", err); return 1 }
+	if *phase != "" {
+		res, err := runModelsPhase(ctx, *phase, *data, *memoryLimit, stderr)
+		if err != nil {
+			return fail(err)
+		}
+		json.NewEncoder(stdout).Encode(res)
+		return 0
+	}
+	if *inbox != "" {
+		s, err := openStore(ctx, *data, *memoryLimit)
+		if err != nil {
+			return fail(err)
+		}
+		ds, _ := jobs.Discover(*inbox)
+		printLoadSummary(stderr, loadWithProgress(ctx, &jobs.Loader{Store: s}, ds, stderr))
+		s.Close()
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return fail(err)
+	}
+	var phases []modelsPhase
+	for _, p := range []string{"hand", "collider"} {
+		fmt.Fprintf(stderr, "phase %s …\n", p)
+		cmd := exec.CommandContext(ctx, self, "bench", "models", "--phase", p, "--data", *data, "--memory-limit", *memoryLimit)
+		cmd.Stderr = stderr
+		out, err := cmd.Output()
+		if err != nil {
+			return fail(fmt.Errorf("phase %s: %w", p, err))
+		}
+		var res modelsPhase
+		if err := json.Unmarshal(out, &res); err != nil {
+			return fail(err)
+		}
+		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+			res.PeakMB = float64(ru.Maxrss) / 1024
+		}
+		phases = append(phases, res)
+	}
+	hand, coll := phases[0], phases[1]
+	byModel := map[string]modelTiming{}
+	for _, m := range hand.Models {
+		byModel[m.Model] = m
+	}
+	var rows struct{ settlements, persons, locations int64 }
+	if s, err := openStore(ctx, *data, *memoryLimit); err == nil {
+		s.DB.QueryRowContext(ctx, "SELECT (SELECT count(*) FROM settlements), (SELECT count(*) FROM residents), (SELECT count(*) FROM locations)").
+			Scan(&rows.settlements, &rows.persons, &rows.locations)
+		s.Close()
+	}
+	fmt.Fprintf(stdout, "store: %d settlements, %d residents, %d locations; memory limit %s\n", rows.settlements, rows.persons, rows.locations, *memoryLimit)
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "model\tflagged\tby hand s\tcollider query s\tratio\tcollider with clues s\tratio")
+	for _, m := range coll.Models {
+		h := byModel[m.Model]
+		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f\t%.2fx\t%.1f\t%.2fx\n", m.Model, m.Flagged, h.Flag, m.Flag, m.Flag/h.Flag, m.Total, m.Total/h.Flag)
+	}
+	fmt.Fprintf(tw, "all\t\t%.1f\t%.1f\t%.2fx\t%.1f\t%.2fx\n", hand.Seconds, sumFlag(coll.Models), sumFlag(coll.Models)/hand.Seconds, coll.Seconds, coll.Seconds/hand.Seconds)
+	tw.Flush()
+	fmt.Fprintf(stdout, "peak memory: by hand %.0f MB, collider %.0f MB (goal: the query ≤ 1.2x the same SQL by hand)\n", hand.PeakMB, coll.PeakMB)
+	return 0
+}
+
+func sumFlag(ms []modelTiming) float64 {
+	var t float64
+	for _, m := range ms {
+		t += m.Flag
+	}
+	return t
+}
+
+// runModelsPhase runs every embedded model once, by hand or through the runner.
+func runModelsPhase(ctx context.Context, phase, data, memoryLimit string, stderr io.Writer) (modelsPhase, error) {
+	res := modelsPhase{Phase: phase}
+	s, err := openStore(ctx, data, memoryLimit)
+	if err != nil {
+		return res, err
+	}
+	defer s.Close()
+	ms, err := models.Load(models.Embedded())
+	if err != nil {
+		return res, err
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].Name < ms[j].Name })
+	conn, err := s.DB.Conn(ctx)
+	if err != nil {
+		return res, err
+	}
+	defer conn.Close()
+	start := time.Now()
+	runner := &models.Runner{}
+	for _, m := range ms {
+		vals, err := m.Values(nil)
+		if err != nil {
+			return res, err
+		}
+		t := modelTiming{Model: m.Name}
+		t0 := time.Now()
+		switch phase {
+		case "hand":
+			// The model's SQL as a person would run it: parameters written in.
+			q := m.SQL
+			names := make([]string, 0, len(vals))
+			for k := range vals {
+				names = append(names, k)
+			}
+			sort.Slice(names, func(i, j int) bool { return len(names[i]) > len(names[j]) })
+			for _, k := range names {
+				q = strings.ReplaceAll(q, "$"+k, fmt.Sprint(vals[k]))
+			}
+			if _, err := conn.ExecContext(ctx, "CREATE TEMP TABLE hand_"+m.Name+" AS "+q); err != nil {
+				return res, fmt.Errorf("%s by hand: %w", m.Name, err)
+			}
+			conn.QueryRowContext(ctx, "SELECT count(*) FROM hand_"+m.Name).Scan(&t.Flagged)
+			t.Flag = time.Since(t0).Seconds()
+			t.Total = t.Flag
+		case "collider":
+			run, err := runner.Run(ctx, conn, m, models.RunOptions{Exclude: "casebook.issued", Prefix: "bench"})
+			if err != nil {
+				return res, err
+			}
+			t.Flagged, t.Flag, t.Total = run.Flagged, run.FlagSeconds, run.Seconds
+		default:
+			return res, fmt.Errorf("unknown phase %q", phase)
+		}
+		fmt.Fprintf(stderr, "  %s %s: %d flagged, %.1f s\n", phase, m.Name, t.Flagged, t.Total)
+		res.Models = append(res.Models, t)
+	}
+	res.Seconds = time.Since(start).Seconds()
+	return res, nil
+}
