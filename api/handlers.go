@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -22,21 +23,11 @@ type page[T any] struct {
 
 func newPage[T any](items []T, limit int, cursorOf func(T) int64) page[T] {
 	p := page[T]{Items: items}
-	if len(items) > 0 && len(items) >= effectiveLimit(limit) {
+	if len(items) > 0 && len(items) >= cb.PageLimit(limit) {
 		c := strconv.FormatInt(cursorOf(items[len(items)-1]), 10)
 		p.NextCursor = &c
 	}
 	return p
-}
-
-func effectiveLimit(n int) int {
-	switch {
-	case n <= 0:
-		return 100
-	case n > 1000:
-		return 1000
-	}
-	return n
 }
 
 // queryInt reads an optional integer query parameter.
@@ -348,7 +339,8 @@ func (s *Server) listDeliveries(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	items, err := jobs.Deliveries(c.Request().Context(), s.Store.DB, cursor, limit)
+	// Asked for exactly the page newPage judges full (see listRuns).
+	items, err := jobs.Deliveries(c.Request().Context(), s.Store.DB, cursor, cb.PageLimit(limit))
 	if err != nil {
 		return err
 	}
@@ -380,11 +372,17 @@ func (s *Server) deliveryRejects(c echo.Context) error {
 	h.Set(echo.HeaderContentDisposition, fmt.Sprintf(`attachment; filename="delivery-%d-rejects.csv"`, id))
 	c.Response().WriteHeader(http.StatusOK)
 	n, err := jobs.WriteRejectsCSV(c.Request().Context(), s.Store.DB, id, c.Response())
+	detail := ""
 	if err != nil {
 		s.Log.Warn("rejects download interrupted", "delivery", id, "err", err)
-		return nil
+		detail = "interrupted: " + err.Error()
 	}
-	return s.Casebook.Audit(c.Request().Context(), user(c), "download", fmt.Sprintf("delivery %d rejects.csv", id), n, "")
+	// Audited even when it breaks off (rows went out), and after the client
+	// has gone.
+	if err := s.Casebook.Audit(context.WithoutCancel(c.Request().Context()), user(c), "download", fmt.Sprintf("delivery %d rejects.csv", id), n, detail); err != nil {
+		s.Log.Error("audit of a rejects download failed", "delivery", id, "err", err)
+	}
+	return nil
 }
 
 func (s *Server) listUsers(c echo.Context) error {

@@ -57,7 +57,9 @@ func (s *Server) listRuns(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	items, err := r.List(c.Request().Context(), cursor, limit)
+	// The page is judged full at cb.PageLimit: ask for exactly that many,
+	// or a size the pipeline cuts down would end the paging early.
+	items, err := r.List(c.Request().Context(), cursor, cb.PageLimit(limit))
 	if err != nil {
 		return err
 	}

@@ -55,7 +55,7 @@ func scanBatch(s interface{ Scan(...any) error }, b *Batch) error {
 // Batches lists batches oldest first, from a cursor.
 func (c *Casebook) Batches(ctx context.Context, u User, after int64, limit int) ([]Batch, error) {
 	q, args := c.batchQuery(u, "b.batch_id > ?")
-	rows, err := c.DB.QueryContext(ctx, q+" ORDER BY b.batch_id LIMIT ?", append(args, after, clampLimit(limit))...)
+	rows, err := c.DB.QueryContext(ctx, q+" ORDER BY b.batch_id LIMIT ?", append(args, after, PageLimit(limit))...)
 	if err != nil {
 		return nil, err
 	}

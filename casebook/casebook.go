@@ -67,7 +67,7 @@ func (c *Casebook) AuditLog(ctx context.Context, before int64, limit int) ([]Aud
 		before = 1 << 62
 	}
 	rows, err := c.DB.QueryContext(ctx, `SELECT audit_id, event_at, coalesce(user_id, 0), user_name, role, action, object, rows, coalesce(detail, '')
-		FROM casebook.audit WHERE audit_id < ? ORDER BY audit_id DESC LIMIT ?`, before, clampLimit(limit))
+		FROM casebook.audit WHERE audit_id < ? ORDER BY audit_id DESC LIMIT ?`, before, PageLimit(limit))
 	if err != nil {
 		return nil, err
 	}

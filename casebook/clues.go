@@ -167,7 +167,7 @@ func (c *Casebook) Clues(ctx context.Context, u User, f ClueFilter) ([]Clue, err
 		return nil, err
 	}
 	rows, err := c.DB.QueryContext(ctx, fmt.Sprintf(`SELECT %s FROM casebook.clues c JOIN casebook.leads l ON l.lead_id = c.clue_id
-		WHERE %s ORDER BY c.clue_id LIMIT %d`, clueColumns, where, clampLimit(f.Limit)), args...)
+		WHERE %s ORDER BY c.clue_id LIMIT %d`, clueColumns, where, PageLimit(f.Limit)), args...)
 	if err != nil {
 		return nil, err
 	}

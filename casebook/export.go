@@ -1,6 +1,7 @@
 package casebook
 
 import (
+	"archive/zip"
 	"bufio"
 	"context"
 	"encoding/csv"
@@ -94,7 +95,7 @@ type rowSink interface {
 // Export streams the clues u may see under f to w in a format, one row at a
 // time (memory stays bounded whatever the size), masked as u's role requires,
 // and writes the download to the audit log. It returns the rows written.
-func (c *Casebook) Export(ctx context.Context, u User, f ClueFilter, format string, w io.Writer) (int64, error) {
+func (c *Casebook) Export(ctx context.Context, u User, f ClueFilter, format string, w io.Writer) (n int64, err error) {
 	if _, err := ContentType(format); err != nil {
 		return 0, err
 	}
@@ -107,13 +108,25 @@ func (c *Casebook) Export(ctx context.Context, u User, f ClueFilter, format stri
 	if err != nil {
 		return 0, err
 	}
+	// From here on rows may reach the reader, so the download is audited
+	// even when it breaks off: a client that disconnects after most of the
+	// rows has still downloaded them.
+	defer func() {
+		detail := ""
+		if err != nil {
+			detail = "interrupted: " + err.Error()
+		}
+		object := fmt.Sprintf("clues.%s?%s", format, f.describe())
+		if aerr := c.Audit(context.WithoutCancel(ctx), u, "download", object, n, detail); err == nil {
+			err = aerr
+		}
+	}()
 	rows, err := c.DB.QueryContext(ctx, fmt.Sprintf(`SELECT %s FROM casebook.clues c JOIN casebook.leads l ON l.lead_id = c.clue_id
 		WHERE %s ORDER BY c.clue_id`, clueColumns, where), args...)
 	if err != nil {
 		return 0, err
 	}
 	defer rows.Close()
-	var n int64
 	for rows.Next() {
 		var cl Clue
 		if err := scanClue(rows, &cl); err != nil {
@@ -134,8 +147,7 @@ func (c *Casebook) Export(ctx context.Context, u User, f ClueFilter, format stri
 	if err := sink.close(); err != nil {
 		return n, err
 	}
-	object := fmt.Sprintf("clues.%s?%s", format, f.describe())
-	return n, c.Audit(context.WithoutCancel(ctx), u, "download", object, n, "")
+	return n, nil
 }
 
 func (f ClueFilter) describe() string {
@@ -235,7 +247,12 @@ func (s *xlsxSink) close() error {
 	if err := s.sw.Flush(); err != nil {
 		return err
 	}
-	_, err := s.f.WriteTo(s.w)
+	// excelize's WriteTo builds the whole zip in a bytes.Buffer (memory
+	// growing with the export); a zip writer on w instead streams it, the
+	// sheet read back from the stream writer's temporary file. WriteTo's own
+	// buffer then stays empty.
+	s.f.SetZipWriter(func(io.Writer) excelize.ZipWriter { return zip.NewWriter(s.w) })
+	_, err := s.f.WriteTo(io.Discard)
 	return err
 }
 

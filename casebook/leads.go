@@ -350,7 +350,7 @@ func (c *Casebook) Leads(ctx context.Context, u User, f LeadFilter) ([]Lead, err
 		where = append(where, "l.status <> 'closed' AND l.due_date < CAST(? AS DATE)")
 		args = append(args, c.now())
 	}
-	limit := clampLimit(f.Limit)
+	limit := PageLimit(f.Limit)
 	rows, err := c.DB.QueryContext(ctx, fmt.Sprintf("SELECT %s FROM casebook.leads l WHERE %s ORDER BY l.lead_id LIMIT %d",
 		leadColumns, strings.Join(where, " AND "), limit), args...)
 	if err != nil {
@@ -368,7 +368,8 @@ func (c *Casebook) Leads(ctx context.Context, u User, f LeadFilter) ([]Lead, err
 	return out, rows.Err()
 }
 
-func clampLimit(n int) int {
+// PageLimit is the page size every list uses: 100 when not given, at most 1000.
+func PageLimit(n int) int {
 	switch {
 	case n <= 0:
 		return 100

@@ -54,9 +54,7 @@ func scanSummary(s interface{ Scan(...any) error }) (DeliverySummary, error) {
 
 // Deliveries lists the ledger, newest first, before a cursor (0: from the newest).
 func Deliveries(ctx context.Context, db *sql.DB, before int64, limit int) ([]DeliverySummary, error) {
-	if limit <= 0 || limit > 1000 {
-		limit = 100
-	}
+	limit = casebook.PageLimit(limit)
 	if before <= 0 {
 		before = 1 << 62
 	}

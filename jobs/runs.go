@@ -141,9 +141,7 @@ func MarkInterrupted(ctx context.Context, db *sql.DB) error {
 
 // ListRuns lists runs newest first, before a cursor (0: newest).
 func ListRuns(ctx context.Context, db *sql.DB, before int64, limit int) ([]RunRecord, error) {
-	if limit <= 0 || limit > 1000 {
-		limit = 100
-	}
+	limit = casebook.PageLimit(limit)
 	if before <= 0 {
 		before = 1 << 62
 	}
