@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 
@@ -112,7 +113,18 @@ func clueFilter(c echo.Context) (cb.ClueFilter, error) {
 	if f.City != "" && !regions.IsCode(f.City) {
 		return f, cb.Errorf(cb.EINVALID, "city must be a 6-digit code, got %q", f.City)
 	}
-	return f, nil
+	return f, checkText(f.Model, f.Status)
+}
+
+// checkText refuses filter values that are not UTF-8: DuckDB cannot bind
+// them, which would otherwise be a 500.
+func checkText(values ...string) error {
+	for _, v := range values {
+		if !utf8.ValidString(v) {
+			return cb.Errorf(cb.EINVALID, "query parameters must be UTF-8 text, got %q", v)
+		}
+	}
+	return nil
 }
 
 func (s *Server) listClues(c echo.Context) error {
@@ -205,6 +217,12 @@ func (s *Server) listLeads(c echo.Context) error {
 		return err
 	}
 	f.City, f.Status = c.QueryParam("city"), c.QueryParam("status")
+	if f.City != "" && !regions.IsCode(f.City) {
+		return cb.Errorf(cb.EINVALID, "city must be a 6-digit code, got %q", f.City)
+	}
+	if err := checkText(f.Status); err != nil {
+		return err
+	}
 	switch c.QueryParam("overdue") {
 	case "", "false":
 	case "true":

@@ -118,9 +118,15 @@ func (s *Server) previewModel(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	// What the reader sees of persons: the top clues and the samples of
+	// settlements the draft adds or drops (p.Clues may be 0 while they show).
+	shown := len(p.TopClues)
+	if p.Diff != nil {
+		shown += len(p.Diff.AddedSample) + len(p.Diff.RemovedSample)
+	}
 	if user(c).MasksPersonalData() {
 		p = p.Masked()
-	} else if err := s.auditView(c, "preview "+name, int(p.Clues)); err != nil {
+	} else if err := s.auditView(c, "preview "+name, shown); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, p)

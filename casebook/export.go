@@ -4,6 +4,7 @@ import (
 	"archive/zip"
 	"bufio"
 	"context"
+	"database/sql"
 	"encoding/csv"
 	"fmt"
 	"io"
@@ -121,33 +122,52 @@ func (c *Casebook) Export(ctx context.Context, u User, f ClueFilter, format stri
 			err = aerr
 		}
 	}()
-	rows, err := c.DB.QueryContext(ctx, fmt.Sprintf(`SELECT %s FROM casebook.clues c JOIN casebook.leads l ON l.lead_id = c.clue_id
-		WHERE %s ORDER BY c.clue_id`, clueColumns, where), args...)
-	if err != nil {
+	// The driver holds a query's whole result in DuckDB's memory before the
+	// first row comes out (it does not stream results), so the export reads
+	// ranges of clue ids, one query each: DuckDB then holds one range at a
+	// time, whatever the size of the export.
+	var first, last sql.NullInt64
+	if err := c.DB.QueryRowContext(ctx, `SELECT min(c.clue_id), max(c.clue_id) FROM casebook.clues c
+		JOIN casebook.leads l ON l.lead_id = c.clue_id WHERE `+where, args...).Scan(&first, &last); err != nil {
 		return 0, err
+	}
+	for from := first.Int64; first.Valid && from <= last.Int64; from += exportIDsPerQuery {
+		if err := c.exportRange(ctx, u, where, append(args, from, from+exportIDsPerQuery), sink, &n); err != nil {
+			return n, err
+		}
+	}
+	if err := sink.close(); err != nil {
+		return n, err
+	}
+	return n, nil
+}
+
+// exportIDsPerQuery is how many clue ids an export reads per query.
+const exportIDsPerQuery = 50_000
+
+// exportRange writes the clues of one range of ids (the last two args) to the sink.
+func (c *Casebook) exportRange(ctx context.Context, u User, where string, args []any, sink rowSink, n *int64) error {
+	rows, err := c.DB.QueryContext(ctx, fmt.Sprintf(`SELECT %s FROM casebook.clues c JOIN casebook.leads l ON l.lead_id = c.clue_id
+		WHERE %s AND c.clue_id >= ? AND c.clue_id < ? ORDER BY c.clue_id`, clueColumns, where), args...)
+	if err != nil {
+		return err
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var cl Clue
 		if err := scanClue(rows, &cl); err != nil {
-			return n, err
+			return err
 		}
 		if u.MasksPersonalData() {
 			cl.Mask()
 		}
 		r := flatten(&cl)
 		if err := sink.write(&r); err != nil {
-			return n, err
+			return err
 		}
-		n++
+		*n++
 	}
-	if err := rows.Err(); err != nil {
-		return n, err
-	}
-	if err := sink.close(); err != nil {
-		return n, err
-	}
-	return n, nil
+	return rows.Err()
 }
 
 func (f ClueFilter) describe() string {
