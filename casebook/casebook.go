@@ -44,7 +44,7 @@ func (c *Casebook) dueDays(severity string) int {
 // Audit records a download or a view of unmasked personal data.
 func (c *Casebook) Audit(ctx context.Context, u User, action, object string, rows int64, detail string) error {
 	_, err := c.DB.ExecContext(ctx, `INSERT INTO casebook.audit VALUES (nextval('casebook.audit_ids'), ?, ?, ?, ?, ?, ?, ?, ?)`,
-		c.now(), u.ID, u.Name, string(u.Role), action, object, rows, nullString(detail))
+		DBTime(c.now()), u.ID, u.Name, string(u.Role), action, object, rows, nullString(detail))
 	return err
 }
 
@@ -93,6 +93,12 @@ var ChinaTime = time.FixedZone("CST", 8*3600)
 func Wall(t time.Time) time.Time {
 	return time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), t.Second(), t.Nanosecond(), ChinaTime)
 }
+
+// DBTime is how a time is bound as a parameter: its China Standard Time
+// wall clock as text. duckdb-go binds a time.Time as an instant in some
+// statement shapes (INSERT … SELECT ?) and as a UTC wall clock in others
+// (VALUES (?)); text is read the same way in every shape.
+func DBTime(t time.Time) string { return t.In(ChinaTime).Format("2006-01-02 15:04:05.000000") }
 
 // wallPtr is Wall for an optional time.
 func wallPtr(t *time.Time) *time.Time {

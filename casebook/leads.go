@@ -212,7 +212,7 @@ func (c *Casebook) Act(ctx context.Context, u User, leadID int64, a Action) (Lea
 	defer tx.Rollback()
 	var l Lead
 	now := c.now()
-	err = scanLead(tx.QueryRowContext(ctx, "SELECT "+leadColumns+" FROM casebook.leads l WHERE l.lead_id = ?", now, leadID), &l)
+	err = scanLead(tx.QueryRowContext(ctx, "SELECT "+leadColumns+" FROM casebook.leads l WHERE l.lead_id = ?", DBTime(now), leadID), &l)
 	if errors.Is(err, sql.ErrNoRows) || (err == nil && !canSee(u, l.City)) {
 		return Lead{}, Errorf(ENOTFOUND, "no lead %d", leadID)
 	}
@@ -233,16 +233,16 @@ func (c *Casebook) Act(ctx context.Context, u User, leadID int64, a Action) (Lea
 	}
 	var closedAt any
 	if to == StatusClosed {
-		closedAt = now
+		closedAt = DBTime(now)
 	}
 	note := strings.TrimSpace(a.Note)
 	if _, err := tx.ExecContext(ctx, `UPDATE casebook.leads SET status = ?, city_code = ?, updated_at = ?,
 		outcome = coalesce(?, outcome), recovered_amount = coalesce(?, recovered_amount), note = coalesce(?, note), closed_at = coalesce(?, closed_at)
-		WHERE lead_id = ?`, to, city, now, nullString(a.Outcome), a.RecoveredAmount, nullString(note), closedAt, leadID); err != nil {
+		WHERE lead_id = ?`, to, city, DBTime(now), nullString(a.Outcome), a.RecoveredAmount, nullString(note), closedAt, leadID); err != nil {
 		return Lead{}, conflictOr(err)
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO casebook.lead_events VALUES (nextval('casebook.event_ids'), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		leadID, now, u.ID, u.Name, string(u.Role), a.Action, l.Status, to, city, nullString(a.Outcome), a.RecoveredAmount, nullString(note)); err != nil {
+		leadID, DBTime(now), u.ID, u.Name, string(u.Role), a.Action, l.Status, to, city, nullString(a.Outcome), a.RecoveredAmount, nullString(note)); err != nil {
 		return Lead{}, conflictOr(err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -269,7 +269,7 @@ func (c *Casebook) Lead(ctx context.Context, u User, id int64) (Lead, error) {
 
 func (c *Casebook) lead(ctx context.Context, u User, id int64, scoped bool) (Lead, error) {
 	var l Lead
-	err := scanLead(c.DB.QueryRowContext(ctx, "SELECT "+leadColumns+" FROM casebook.leads l WHERE l.lead_id = ?", c.now(), id), &l)
+	err := scanLead(c.DB.QueryRowContext(ctx, "SELECT "+leadColumns+" FROM casebook.leads l WHERE l.lead_id = ?", DBTime(c.now()), id), &l)
 	if errors.Is(err, sql.ErrNoRows) || (err == nil && scoped && !canSee(u, l.City)) {
 		return Lead{}, Errorf(ENOTFOUND, "no lead %d", id)
 	}
@@ -334,7 +334,7 @@ func (c *Casebook) Leads(ctx context.Context, u User, f LeadFilter) ([]Lead, err
 		return nil, Errorf(EFORBIDDEN, "modelers work with clues and metrics, not lead inboxes")
 	}
 	where := []string{"l.lead_id > ?"}
-	args := []any{c.now(), f.After}
+	args := []any{DBTime(c.now()), f.After}
 	if u.Role == RoleCity {
 		where = append(where, "l.city_code = ?")
 		args = append(args, u.City)
@@ -348,7 +348,7 @@ func (c *Casebook) Leads(ctx context.Context, u User, f LeadFilter) ([]Lead, err
 	}
 	if f.Overdue {
 		where = append(where, "l.status <> 'closed' AND l.due_date < CAST(? AS DATE)")
-		args = append(args, c.now())
+		args = append(args, DBTime(c.now()))
 	}
 	limit := PageLimit(f.Limit)
 	rows, err := c.DB.QueryContext(ctx, fmt.Sprintf("SELECT %s FROM casebook.leads l WHERE %s ORDER BY l.lead_id LIMIT %d",

@@ -39,7 +39,7 @@ func (c *Casebook) Metrics(ctx context.Context, u User, by string) ([]Metric, er
 	default:
 		return nil, Errorf(EINVALID, "metrics by model or city, not %q", by)
 	}
-	where, args := "true", []any{c.now()}
+	where, args := "true", []any{DBTime(c.now())}
 	if u.Role == RoleCity {
 		where = "l.city_code = ?"
 		args = append(args, u.City)
@@ -88,7 +88,7 @@ type ReportRow struct {
 // MonthlyReport counts a month's work per city from the lead events, so it
 // can be run for any past month. month is YYYY-MM.
 func (c *Casebook) MonthlyReport(ctx context.Context, u User, month string) ([]ReportRow, error) {
-	start, err := time.ParseInLocation("2006-01", month, time.Local)
+	start, err := time.ParseInLocation("2006-01", month, ChinaTime)
 	if err != nil {
 		return nil, Errorf(EINVALID, "month is YYYY-MM, got %q", month)
 	}
@@ -100,7 +100,7 @@ func (c *Casebook) MonthlyReport(ctx context.Context, u User, month string) ([]R
 	if now := c.now(); now.Before(end) {
 		asOf = now
 	}
-	cityFilter, args := "", []any{start, end, asOf}
+	cityFilter, args := "", []any{DBTime(start), DBTime(end), DBTime(asOf)}
 	if u.Role == RoleCity {
 		cityFilter = "WHERE city = $4"
 		args = append(args, u.City)

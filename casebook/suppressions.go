@@ -68,12 +68,16 @@ func (c *Casebook) Suppress(ctx context.Context, u User, s Suppression) (Suppres
 		return Suppression{}, Errorf(EINVALID, "kind is person, institution or model_person")
 	}
 	now := c.now()
-	if s.ExpiresAt != nil && !s.ExpiresAt.After(now) {
-		return Suppression{}, Errorf(EINVALID, "expires_at is in the past")
+	var expires any
+	if s.ExpiresAt != nil {
+		if !s.ExpiresAt.After(now) {
+			return Suppression{}, Errorf(EINVALID, "expires_at is in the past")
+		}
+		expires = DBTime(*s.ExpiresAt)
 	}
 	err := c.DB.QueryRowContext(ctx, `INSERT INTO casebook.suppressions (id, kind, model, person_id, institution_id, reason, created_by, created_at, expires_at)
 		VALUES (nextval('casebook.suppression_ids'), ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-		s.Kind, nullString(s.Model), nullString(s.PersonID), nullString(s.InstitutionID), s.Reason, u.Name, now, s.ExpiresAt).Scan(&s.ID)
+		s.Kind, nullString(s.Model), nullString(s.PersonID), nullString(s.InstitutionID), s.Reason, u.Name, DBTime(now), expires).Scan(&s.ID)
 	if err != nil {
 		return Suppression{}, err
 	}
@@ -88,7 +92,7 @@ func (c *Casebook) RevokeSuppression(ctx context.Context, u User, id int64) (Sup
 	if err := canSuppress(u); err != nil {
 		return Suppression{}, err
 	}
-	res, err := c.DB.ExecContext(ctx, "UPDATE casebook.suppressions SET revoked_at = ?, revoked_by = ? WHERE id = ? AND revoked_at IS NULL", c.now(), u.Name, id)
+	res, err := c.DB.ExecContext(ctx, "UPDATE casebook.suppressions SET revoked_at = ?, revoked_by = ? WHERE id = ? AND revoked_at IS NULL", DBTime(c.now()), u.Name, id)
 	if err != nil {
 		return Suppression{}, err
 	}
@@ -125,7 +129,7 @@ func scanSuppression(s interface{ Scan(...any) error }, u User) (Suppression, er
 }
 
 func (c *Casebook) suppression(ctx context.Context, u User, id int64) (Suppression, error) {
-	return scanSuppression(c.DB.QueryRowContext(ctx, "SELECT "+suppressionColumns+" FROM casebook.suppressions WHERE id = ?", c.now(), id), u)
+	return scanSuppression(c.DB.QueryRowContext(ctx, "SELECT "+suppressionColumns+" FROM casebook.suppressions WHERE id = ?", DBTime(c.now()), id), u)
 }
 
 // Suppressions lists every suppression, active or not, newest first.
@@ -133,7 +137,7 @@ func (c *Casebook) Suppressions(ctx context.Context, u User) ([]Suppression, err
 	if err := canSuppress(u); err != nil {
 		return nil, err
 	}
-	rows, err := c.DB.QueryContext(ctx, "SELECT "+suppressionColumns+" FROM casebook.suppressions ORDER BY id DESC", c.now())
+	rows, err := c.DB.QueryContext(ctx, "SELECT "+suppressionColumns+" FROM casebook.suppressions ORDER BY id DESC", DBTime(c.now()))
 	if err != nil {
 		return nil, err
 	}

@@ -80,7 +80,7 @@ func (c *Casebook) AddUser(ctx context.Context, name string, role Role, city str
 	u := User{Name: name, Role: role, City: city, CreatedAt: c.now()}
 	err := c.DB.QueryRowContext(ctx, `INSERT INTO casebook.users (user_id, name, role, city_code, token_hash, created_at)
 		VALUES (nextval('casebook.user_ids'), ?, ?, ?, ?, ?) RETURNING user_id`,
-		u.Name, string(u.Role), nullString(u.City), HashToken(token), u.CreatedAt).Scan(&u.ID)
+		u.Name, string(u.Role), nullString(u.City), HashToken(token), DBTime(u.CreatedAt)).Scan(&u.ID)
 	if err != nil {
 		return User{}, "", fmt.Errorf("add user: %w", err)
 	}
@@ -112,7 +112,7 @@ func (c *Casebook) Users(ctx context.Context) ([]User, error) {
 
 // Revoke ends a user's token.
 func (c *Casebook) Revoke(ctx context.Context, id int64) error {
-	res, err := c.DB.ExecContext(ctx, "UPDATE casebook.users SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL", c.now(), id)
+	res, err := c.DB.ExecContext(ctx, "UPDATE casebook.users SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL", DBTime(c.now()), id)
 	if err != nil {
 		return err
 	}

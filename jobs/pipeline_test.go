@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"collider/casebook"
 	"collider/models"
@@ -121,6 +122,31 @@ func TestPipeline_PublishesPlantedCluesOnceAndOnlyOnce(t *testing.T) {
 	p.Store.DB.QueryRow("SELECT (SELECT count(*) FROM casebook.leads), (SELECT count(*) FROM casebook.clues)").Scan(&leads, &clues)
 	if leads != clues || clues == 0 {
 		t.Fatalf("%d clues, %d leads", clues, leads)
+	}
+
+	// Every time the store keeps is China Standard Time wall clock, whatever
+	// the statement that wrote it: a city's accept comes after the route, and
+	// both are now.
+	var lead int64
+	var city string
+	p.Store.DB.QueryRow("SELECT lead_id, city_code FROM casebook.leads WHERE city_code NOT LIKE '__0000' LIMIT 1").Scan(&lead, &city)
+	if _, err := p.Casebook.Act(ctx, casebook.User{Name: "test", Role: casebook.RoleCity, City: city}, lead, casebook.Action{Action: casebook.ActionAccept}); err != nil {
+		t.Fatal(err)
+	}
+	ev, err := p.Casebook.Events(ctx, casebook.User{Role: casebook.RoleProvince}, lead)
+	if err != nil || len(ev) != 2 {
+		t.Fatalf("events %v %v", ev, err)
+	}
+	now := time.Now()
+	var runStart time.Time
+	p.Store.DB.QueryRow("SELECT started_at FROM casebook.runs WHERE run_id = ?", out.RunID).Scan(&runStart)
+	for _, at := range []time.Time{ev[0].At, ev[1].At, out.Batch.PublishedAt, casebook.Wall(runStart)} {
+		if d := now.Sub(at); d < -time.Minute || d > 5*time.Minute {
+			t.Fatalf("a stored time is %s off now: %s", d, at)
+		}
+	}
+	if ev[1].At.Before(ev[0].At) {
+		t.Fatalf("accepted at %s, before the route at %s", ev[1].At, ev[0].At)
 	}
 }
 

@@ -71,7 +71,7 @@ type runLog struct {
 func newRunLog(ctx context.Context, db *sql.DB, trigger, by string) (*runLog, error) {
 	var id int64
 	err := db.QueryRowContext(ctx, `INSERT INTO casebook.runs (run_id, trigger, started_by, status, started_at)
-		VALUES (nextval('casebook.run_ids'), ?, ?, 'running', ?) RETURNING run_id`, trigger, by, time.Now()).Scan(&id)
+		VALUES (nextval('casebook.run_ids'), ?, ?, 'running', ?) RETURNING run_id`, trigger, by, casebook.DBTime(time.Now())).Scan(&id)
 	if err != nil {
 		return nil, fmt.Errorf("record run: %w", err)
 	}
@@ -87,7 +87,7 @@ func (l *runLog) begin(ctx context.Context, name, detail string, total int64) (i
 	l.mu.Unlock()
 	start := time.Now()
 	l.db.ExecContext(context.WithoutCancel(ctx), `INSERT INTO casebook.run_steps (run_id, step_no, name, detail, status, started_at)
-		VALUES (?, ?, ?, ?, 'running', ?)`, l.id, no, name, nullIfEmpty(detail), start)
+		VALUES (?, ?, ?, ?, 'running', ?)`, l.id, no, name, nullIfEmpty(detail), casebook.DBTime(start))
 	return no, start
 }
 
@@ -98,7 +98,7 @@ func (l *runLog) end(ctx context.Context, no int, start time.Time, status string
 		msg = err.Error()
 	}
 	l.db.ExecContext(context.WithoutCancel(ctx), `UPDATE casebook.run_steps SET status = ?, rows = ?, seconds = ?, error = ?, finished_at = ?
-		WHERE run_id = ? AND step_no = ?`, status, rows, time.Since(start).Seconds(), msg, time.Now(), l.id, no)
+		WHERE run_id = ? AND step_no = ?`, status, rows, time.Since(start).Seconds(), msg, casebook.DBTime(time.Now()), l.id, no)
 }
 
 // add advances the current step's progress.
@@ -125,7 +125,7 @@ func (l *runLog) finish(ctx context.Context, status string, batch *int64, err er
 		msg = err.Error()
 	}
 	l.db.ExecContext(context.WithoutCancel(ctx), `UPDATE casebook.runs SET status = ?, finished_at = ?, batch_id = ?, error = ? WHERE run_id = ?`,
-		status, time.Now(), batch, msg, l.id)
+		status, casebook.DBTime(time.Now()), batch, msg, l.id)
 }
 
 // MarkInterrupted closes the records of runs a killed process left running.
