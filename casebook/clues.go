@@ -39,20 +39,11 @@ type Clue struct {
 	Status          string          `json:"status,omitempty"` // the lead's status
 }
 
-// MaskName keeps the first character of a name: 张三 → 张*.
-func MaskName(name string) string {
-	r := []rune(name)
-	if len(r) == 0 {
-		return ""
-	}
-	return string(r[0]) + strings.Repeat("*", max(1, len(r)-1))
-}
-
 // Mask hides personal data for readers who may not see it, in every field
 // that carries it, the narrative and evidence included.
 func (cl *Clue) Mask() {
 	id, name := cl.PersonID, cl.PersonName
-	mid, mname := personid.Mask(id), MaskName(name)
+	mid, mname := personid.Mask(id), personid.MaskName(name)
 	cl.PersonID, cl.PersonName = mid, mname
 	replace := func(s string) string {
 		if id != "" {

@@ -47,7 +47,7 @@ func (c Clue) Masked() Clue {
 	c.Narrative = MaskText(c.Narrative, names...)
 	c.Evidence = json.RawMessage(MaskText(string(c.Evidence), names...))
 	c.PersonID = personid.Mask(c.PersonID)
-	c.PersonName = MaskName(c.PersonName)
+	c.PersonName = personid.MaskName(c.PersonName)
 	return c
 }
 

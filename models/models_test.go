@@ -9,6 +9,7 @@ import (
 	"testing/fstest"
 
 	"collider/models"
+	"collider/personid"
 )
 
 // tiny is a small valid model; tests break it one line at a time. Its lines:
@@ -373,7 +374,7 @@ func TestMaskText_HidesIDsAndNamesButNotOtherNumbers(t *testing.T) {
 	if got != want {
 		t.Fatalf("got  %s\nwant %s", got, want)
 	}
-	if models.MaskName("欧阳娜娜") != "欧*" || models.MaskName("") != "" {
+	if personid.MaskName("欧阳娜娜") != "欧*" || personid.MaskName("") != "" {
 		t.Fatal("MaskName")
 	}
 }

@@ -125,18 +125,6 @@ func narrativeSQL(m *Model) (string, error) {
 
 func sqlLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
-// MaskName hides all but the first character of a name: 张三 → 张*.
-func MaskName(name string) string {
-	if name == "" {
-		return ""
-	}
-	r, size := utf8.DecodeRuneInString(name)
-	if size == len(name) {
-		return name
-	}
-	return string(r) + "*"
-}
-
 var idInTextRe = regexp.MustCompile(`\b[0-9]{17}[0-9X]\b|\b[0-9]{15}\b`)
 
 // MaskText masks personal data in free text (a narrative, an evidence
@@ -151,7 +139,7 @@ func MaskText(text string, names ...string) string {
 	})
 	for _, n := range names {
 		if n != "" && utf8.RuneCountInString(n) > 1 {
-			text = strings.ReplaceAll(text, n, MaskName(n))
+			text = strings.ReplaceAll(text, n, personid.MaskName(n))
 		}
 	}
 	return text

@@ -139,7 +139,7 @@ func maskFlagged(in []Flagged) []Flagged {
 	out := make([]Flagged, len(in))
 	for i, f := range in {
 		f.Evidence = json.RawMessage(MaskText(string(f.Evidence), f.PersonName))
-		f.PersonID, f.PersonName = personid.Mask(f.PersonID), MaskName(f.PersonName)
+		f.PersonID, f.PersonName = personid.Mask(f.PersonID), personid.MaskName(f.PersonName)
 		out[i] = f
 	}
 	return out

@@ -92,3 +92,16 @@ func Mask(id string) string {
 func SampleBirth(i int) time.Time {
 	return time.Date(1940, 1, 1, 0, 0, 0, 0, time.UTC).AddDate(0, 0, (i*7919)%25567)
 }
+
+// MaskName keeps the first character of a name, as the spec writes 张*:
+// 张三 → 张*, 欧阳娜娜 → 欧*. A one-character name is all mask.
+func MaskName(name string) string {
+	r := []rune(name)
+	switch len(r) {
+	case 0:
+		return ""
+	case 1:
+		return "*"
+	}
+	return string(r[0]) + "*"
+}
