@@ -26,6 +26,7 @@ type Config struct {
 	Addr          string        `yaml:"addr"`           // COLLIDER_ADDR, --addr
 	MemoryLimit   string        `yaml:"memory_limit"`   // COLLIDER_MEMORY_LIMIT, --memory-limit
 	Threads       int           `yaml:"threads"`        // COLLIDER_THREADS, --threads
+	TempDir       string        `yaml:"temp_dir"`       // COLLIDER_TEMP_DIR, --temp-dir (where DuckDB spills)
 	DueDaysHigh   int           `yaml:"due_days_high"`  // COLLIDER_DUE_DAYS_HIGH, --due-days-high
 	DueDaysOther  int           `yaml:"due_days_other"` // COLLIDER_DUE_DAYS_OTHER, --due-days-other
 	TokenFile     string        `yaml:"token_file"`     // COLLIDER_TOKEN_FILE, --token-file (the client's token)
@@ -86,6 +87,7 @@ func loadConfig(args []string) (Config, error) {
 	str("COLLIDER_SCHEDULE", &cfg.Schedule)
 	str("COLLIDER_ADDR", &cfg.Addr)
 	str("COLLIDER_MEMORY_LIMIT", &cfg.MemoryLimit)
+	str("COLLIDER_TEMP_DIR", &cfg.TempDir)
 	str("COLLIDER_TOKEN_FILE", &cfg.TokenFile)
 	str("COLLIDER_SERVER", &cfg.Server)
 	for name, p := range map[string]*int{"COLLIDER_THREADS": &cfg.Threads, "COLLIDER_DUE_DAYS_HIGH": &cfg.DueDaysHigh, "COLLIDER_DUE_DAYS_OTHER": &cfg.DueDaysOther} {
@@ -109,6 +111,7 @@ func (c *Config) storeFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Data, "data", c.Data, "data directory: everything the service keeps (env COLLIDER_DATA)")
 	fs.StringVar(&c.MemoryLimit, "memory-limit", c.MemoryLimit, "DuckDB memory limit, e.g. 8GB (default 60% of RAM; env COLLIDER_MEMORY_LIMIT)")
 	fs.IntVar(&c.Threads, "threads", c.Threads, "DuckDB threads (default: CPUs; env COLLIDER_THREADS)")
+	fs.StringVar(&c.TempDir, "temp-dir", c.TempDir, "where DuckDB spills when a query outgrows the memory limit (default DATA/tmp; env COLLIDER_TEMP_DIR)")
 }
 
 // storeFlagsOf is storeFlags in the shape parseWithConfig takes.

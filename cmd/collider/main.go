@@ -128,7 +128,7 @@ func openConfigured(ctx context.Context, cfg Config) (*store.Store, error) {
 	if strings.TrimSpace(cfg.Data) == "" {
 		return nil, fmt.Errorf("--data is required (or COLLIDER_DATA, or data: in the config file)")
 	}
-	return openStoreThreads(ctx, cfg.Data, cfg.MemoryLimit, cfg.Threads)
+	return store.Open(ctx, store.Options{Dir: cfg.Data, MemoryLimit: cfg.MemoryLimit, Threads: cfg.Threads, TempDir: cfg.TempDir})
 }
 
 // parseWithConfig loads the configuration and parses a command's flags over it.
