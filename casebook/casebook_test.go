@@ -238,3 +238,25 @@ func TestUsers_TokensAreHashedAndRevocable(t *testing.T) {
 		}
 	}
 }
+
+// An inbox page is remembered, and forgotten as soon as a lead changes.
+func TestLeads_InboxShowsEveryChangeAtOnce(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.addLead(t, 1, "620100", "high")
+	f.addLead(t, 2, "620100", "low")
+	first, err := f.cb.Leads(ctx, f.lanzhou, LeadFilter{})
+	if err != nil || len(first) != 2 || first[0].Status != StatusNew {
+		t.Fatalf("%+v %v", first, err)
+	}
+	if _, err := f.cb.Act(ctx, f.lanzhou, 1, Action{Action: ActionAccept}); err != nil {
+		t.Fatal(err)
+	}
+	again, _ := f.cb.Leads(ctx, f.lanzhou, LeadFilter{})
+	if again[0].Status != StatusAccepted {
+		t.Fatalf("the inbox still shows %s after the accept", again[0].Status)
+	}
+	if other, _ := f.cb.Leads(ctx, f.baiyin, LeadFilter{}); len(other) != 0 {
+		t.Fatalf("another city's inbox shows %d leads", len(other))
+	}
+}

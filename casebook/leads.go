@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"collider/regions"
@@ -248,6 +249,7 @@ func (c *Casebook) Act(ctx context.Context, u User, leadID int64, a Action) (Lea
 	if err := tx.Commit(); err != nil {
 		return Lead{}, conflictOr(err)
 	}
+	c.inbox.changed()
 	// The actor saw the lead a moment ago; after a return it belongs to the
 	// province, but the actor still gets the state they produced.
 	return c.lead(ctx, u, leadID, false)
@@ -328,11 +330,31 @@ type LeadFilter struct {
 	Limit   int
 }
 
-// Leads lists leads u may see, by id, from a cursor.
+// Leads lists leads u may see, by id, from a cursor. Inboxes are read all
+// day and change only when a lead is acted on or a batch is published, both
+// through this casebook: pages are remembered until the next such change
+// (or the next day, for the overdue flags).
 func (c *Casebook) Leads(ctx context.Context, u User, f LeadFilter) ([]Lead, error) {
 	if u.Role == RoleModeler {
 		return nil, Errorf(EFORBIDDEN, "modelers work with clues and metrics, not lead inboxes")
 	}
+	scopeCity := f.City
+	if u.Role == RoleCity {
+		scopeCity = u.City
+	}
+	key := fmt.Sprintf("%s|%s|%s|%t|%d|%d|%s", u.Role, scopeCity, f.Status, f.Overdue, f.After, PageLimit(f.Limit), c.now().In(ChinaTime).Format("2006-01-02"))
+	if page, ok := c.inbox.get(key); ok {
+		return page, nil
+	}
+	version := c.inbox.current()
+	page, err := c.leads(ctx, u, f)
+	if err == nil {
+		c.inbox.put(key, version, page)
+	}
+	return page, err
+}
+
+func (c *Casebook) leads(ctx context.Context, u User, f LeadFilter) ([]Lead, error) {
 	where := []string{"l.lead_id > ?"}
 	args := []any{DBTime(c.now()), f.After}
 	if u.Role == RoleCity {
@@ -351,7 +373,7 @@ func (c *Casebook) Leads(ctx context.Context, u User, f LeadFilter) ([]Lead, err
 		args = append(args, DBTime(c.now()))
 	}
 	limit := PageLimit(f.Limit)
-	rows, err := c.DB.QueryContext(ctx, fmt.Sprintf("SELECT %s FROM casebook.leads l WHERE %s ORDER BY l.lead_id LIMIT %d",
+	rows, err := c.query(ctx, fmt.Sprintf("SELECT %s FROM casebook.leads l WHERE %s ORDER BY l.lead_id LIMIT %d",
 		leadColumns, strings.Join(where, " AND "), limit), args...)
 	if err != nil {
 		return nil, err
@@ -377,4 +399,54 @@ func PageLimit(n int) int {
 		return 1000
 	}
 	return n
+}
+
+// inboxCache remembers lead pages until the leads change. A page read while
+// a change commits is stored under the version it started from and so is
+// never served after the change.
+type inboxCache struct {
+	mu      sync.Mutex
+	version uint64
+	pages   map[string]inboxPage
+}
+
+type inboxPage struct {
+	version uint64
+	leads   []Lead
+}
+
+func (ic *inboxCache) current() uint64 {
+	ic.mu.Lock()
+	defer ic.mu.Unlock()
+	return ic.version
+}
+
+func (ic *inboxCache) get(key string) ([]Lead, bool) {
+	ic.mu.Lock()
+	defer ic.mu.Unlock()
+	p, ok := ic.pages[key]
+	if !ok || p.version != ic.version {
+		return nil, false
+	}
+	return append([]Lead(nil), p.leads...), true
+}
+
+func (ic *inboxCache) put(key string, version uint64, leads []Lead) {
+	ic.mu.Lock()
+	defer ic.mu.Unlock()
+	if version != ic.version {
+		return
+	}
+	if ic.pages == nil || len(ic.pages) > 10_000 {
+		ic.pages = map[string]inboxPage{}
+	}
+	ic.pages[key] = inboxPage{version, append([]Lead(nil), leads...)}
+}
+
+// changed forgets every page: a lead was acted on or a batch published.
+func (ic *inboxCache) changed() {
+	ic.mu.Lock()
+	ic.version++
+	ic.pages = nil
+	ic.mu.Unlock()
 }

@@ -122,6 +122,7 @@ func (c *Casebook) Publish(ctx context.Context, conn *sql.Conn, in PublishInput)
 	if err := tx.Commit(); err != nil {
 		return Batch{}, fmt.Errorf("publish batch %d: %w", batchID, err)
 	}
+	c.inbox.changed()
 	return c.Batch(ctx, User{Role: RoleProvince}, batchID)
 }
 

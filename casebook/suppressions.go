@@ -73,6 +73,9 @@ func (c *Casebook) Suppress(ctx context.Context, u User, s Suppression) (Suppres
 		if !s.ExpiresAt.After(now) {
 			return Suppression{}, Errorf(EINVALID, "expires_at is in the past")
 		}
+		if s.ExpiresAt.In(ChinaTime).Year() > 9999 {
+			return Suppression{}, Errorf(EINVALID, "expires_at is too far ahead; omit it for a suppression until revoked")
+		}
 		expires = DBTime(*s.ExpiresAt)
 	}
 	err := c.DB.QueryRowContext(ctx, `INSERT INTO casebook.suppressions (id, kind, model, person_id, institution_id, reason, created_by, created_at, expires_at)
