@@ -232,7 +232,7 @@ func TestUsers_TokensAreHashedAndRevocable(t *testing.T) {
 	if _, err := f.cb.Authenticate(ctx, token); ErrorCode(err) != EUNAUTHORIZED {
 		t.Fatalf("revoked token works: %v", err)
 	}
-	for _, bad := range [][3]string{{"", "city", "620100"}, {"x", "city", ""}, {"x", "city", "620102"}, {"x", "boss", ""}, {"x", "province", "620100"}} {
+	for _, bad := range [][3]string{{"", "city", "620100"}, {"x", "city", ""}, {"x", "city", "620102"}, {"x", "boss", ""}, {"x", "province", "620100"}, {"x", "city", "629900"}} {
 		if _, _, err := f.cb.AddUser(ctx, bad[0], Role(bad[1]), bad[2]); ErrorCode(err) != EINVALID {
 			t.Errorf("%v: %v", bad, err)
 		}
@@ -258,5 +258,15 @@ func TestLeads_InboxShowsEveryChangeAtOnce(t *testing.T) {
 	}
 	if other, _ := f.cb.Leads(ctx, f.baiyin, LeadFilter{}); len(other) != 0 {
 		t.Fatalf("another city's inbox shows %d leads", len(other))
+	}
+}
+
+func TestLeads_UnknownStatusIsRefused(t *testing.T) {
+	f := newFixture(t)
+	if _, err := f.cb.Leads(context.Background(), f.lanzhou, LeadFilter{Status: "done"}); ErrorCode(err) != EINVALID {
+		t.Fatalf("got %v", err)
+	}
+	if _, err := f.cb.Clues(context.Background(), f.province, ClueFilter{Status: "done"}); ErrorCode(err) != EINVALID {
+		t.Fatalf("got %v", err)
 	}
 }

@@ -141,6 +141,9 @@ func clueScope(u User, f ClueFilter) (string, []any, error) {
 		args = append(args, f.Severity)
 	}
 	if f.Status != "" {
+		if err := checkStatus(f.Status); err != nil {
+			return "", nil, err
+		}
 		where = append(where, "l.status = ?")
 		args = append(args, f.Status)
 	}

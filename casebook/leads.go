@@ -101,6 +101,16 @@ func shippedRegion(code string) (regions.Region, bool) {
 	return r, ok && r.Code == code
 }
 
+// checkStatus refuses a status filter the workflow does not have, rather
+// than answering an empty list that looks like an empty inbox.
+func checkStatus(s string) error {
+	switch s {
+	case StatusNew, StatusAccepted, StatusInvestigating, StatusReturned, StatusClosed:
+		return nil
+	}
+	return Errorf(EINVALID, "status is new, accepted, investigating, returned or closed, not %q", s)
+}
+
 // IsProvinceCode reports whether a region code is a province (xx0000): leads
 // routed there are the province's own.
 func IsProvinceCode(code string) bool { return len(code) == 6 && code[2:] == "0000" }
@@ -365,6 +375,9 @@ func (c *Casebook) leads(ctx context.Context, u User, f LeadFilter) ([]Lead, err
 		args = append(args, f.City)
 	}
 	if f.Status != "" {
+		if err := checkStatus(f.Status); err != nil {
+			return nil, err
+		}
 		where = append(where, "l.status = ?")
 		args = append(args, f.Status)
 	}

@@ -69,6 +69,9 @@ func (c *Casebook) AddUser(ctx context.Context, name string, role Role, city str
 		if !regions.IsCode(city) || city[4:] != "00" || city[2:] == "0000" {
 			return User{}, "", Errorf(EINVALID, "role city needs --city, a 6-digit city code like 620100 (got %q)", city)
 		}
+		if r, ok := shippedRegion(city); !ok || r.Level != "city" {
+			return User{}, "", Errorf(EINVALID, "%s is not a city in the regions table (GB/T 2260)", city)
+		}
 	} else if city != "" {
 		return User{}, "", Errorf(EINVALID, "only role city takes a city")
 	}
