@@ -6,10 +6,9 @@
 // once per row and referenced by name afterwards:
 //
 //	raw   read_parquet over the delivery's files (+ region_lookup joins)
-//	l1    cleaned text (_s_*)
-//	l2    intermediate values (_d_*: the 17 digits of an ID)
-//	l2b   those digits as a number (_n_*)
-//	l2c   the check character of that number (_chk_*)
+//	l1    cleaned text (_s_*), region seats and cities
+//	l2    the 17 digits of an ID as a number (_n_*)
+//	l2b   their check character and birth date (_chk_*, _ymd_*)
 //	l3    typed values (_v_*)
 //	rows  one boolean per check (_bad_N) and _bad, their OR
 package jobs
@@ -50,7 +49,7 @@ type plan struct {
 	contract feeds.Contract
 	present  map[string]feeds.Carrier
 	l1, l2   []string
-	l2b, l2c []string
+	l2b      []string
 	l3       []string
 	joins    []string
 	checks   []check
@@ -85,21 +84,22 @@ func newPlan(c feeds.Contract, present map[string]feeds.Carrier) *plan {
 
 func (p *plan) addColumn(col feeds.Column) {
 	name := col.Name
-	s, d, v := q("_s_"+name), q("_d_"+name), q("_v_"+name)
+	s, v := q("_s_"+name), q("_v_"+name)
 	carrier, ok := p.present[name]
 	if !ok {
 		// An optional column no file carries: NULL all the way, and no seat
 		// for a region nobody gave.
 		p.l1 = append(p.l1, "NULL AS "+s)
 		if col.Domain == feeds.RegionCode {
-			p.l1 = append(p.l1, "CAST(NULL AS DOUBLE) AS "+q("_seat_lat_"+name), "CAST(NULL AS DOUBLE) AS "+q("_seat_lon_"+name))
+			p.l1 = append(p.l1, "CAST(NULL AS DOUBLE) AS "+q("_seat_lat_"+name), "CAST(NULL AS DOUBLE) AS "+q("_seat_lon_"+name),
+				"CAST(NULL AS VARCHAR) AS "+q("_city_"+name))
 		}
 		p.l3 = append(p.l3, fmt.Sprintf("CAST(NULL AS %s) AS %s", sqlType(col), v))
 		return
 	}
 	raw := "raw." + q(name)
 	if carrier == feeds.CarrierString {
-		p.l1 = append(p.l1, fmt.Sprintf("nullif(trim(CAST(%s AS VARCHAR)), '') AS %s", raw, s))
+		p.l1 = append(p.l1, fmt.Sprintf("clean_text(CAST(%s AS VARCHAR)) AS %s", raw, s))
 	} else {
 		p.l1 = append(p.l1, fmt.Sprintf("%s AS %s", raw, s))
 	}
@@ -110,29 +110,30 @@ func (p *plan) addColumn(col feeds.Column) {
 	case feeds.String:
 		switch col.Domain {
 		case feeds.PersonID:
-			p.l1[len(p.l1)-1] = fmt.Sprintf("nullif(upper(trim(CAST(%s AS VARCHAR))), '') AS %s", raw, s)
-			p.l2 = append(p.l2, fmt.Sprintf("person_id_first17(%s) AS %s", s, d))
-			// The check character, computed once on the 17 digits as a number
-			// (integer arithmetic is far cheaper than 17 substrings).
-			n, chk := q("_n_"+name), q("_chk_"+name)
-			p.l2b = append(p.l2b, fmt.Sprintf("CAST(%s AS BIGINT) AS %s", d, n))
-			p.l2c = append(p.l2c, fmt.Sprintf("person_id_check_n(%s) AS %s", n, chk))
-			p.l3 = append(p.l3, fmt.Sprintf(`CASE WHEN %[2]s IS NOT NULL
-				AND try_strptime(substr(%[2]s, 7, 8), '%%Y%%m%%d') IS NOT NULL
+			// The 17 digits as a number, then its check character and birth
+			// date by integer arithmetic: far cheaper than substrings and
+			// date parsing over tens of millions of rows. A valid
+			// 18-character ID is its own normal form.
+			p.l1[len(p.l1)-1] = fmt.Sprintf("person_id_clean(CAST(%s AS VARCHAR)) AS %s", raw, s)
+			n, chk, ymd := q("_n_"+name), q("_chk_"+name), q("_ymd_"+name)
+			p.l2 = append(p.l2, fmt.Sprintf("person_id_digits(%s) AS %s", s, n))
+			p.l2b = append(p.l2b, fmt.Sprintf("person_id_check(%s) AS %s", n, chk), fmt.Sprintf("%s // 1000 %% 100000000 AS %s", n, ymd))
+			p.l3 = append(p.l3, fmt.Sprintf(`CASE WHEN %[2]s IS NOT NULL AND is_yyyymmdd(%[5]s)
 				AND (length(%[1]s) = 15 OR substr(%[1]s, 18, 1) = %[4]s)
-				THEN %[2]s || %[4]s END AS %[3]s`, s, d, v, chk))
+				THEN CASE WHEN length(%[1]s) = 18 THEN %[1]s ELSE lpad(CAST(%[2]s AS VARCHAR), 17, '0') || %[4]s END END AS %[3]s`, s, n, v, chk, ymd))
 			parseFail(ReasonInvalidPersonID)
 		case feeds.Enum:
 			p.l3 = append(p.l3, fmt.Sprintf("CASE WHEN lower(%s) IN (%s) THEN lower(%s) END AS %s", s, sqlList(col.Values), s, v))
 			parseFail(ReasonBadEnum)
 		case feeds.InstitutionID:
-			p.l3 = append(p.l3, fmt.Sprintf("CASE WHEN regexp_full_match(upper(%[1]s), '[HP][0-9]{11}') THEN upper(%[1]s) END AS %[2]s", s, v))
+			p.l3 = append(p.l3, fmt.Sprintf("CASE WHEN regexp_full_match(%[1]s, '[HPhp][0-9]{11}') THEN upper(%[1]s) END AS %[2]s", s, v))
 			parseFail(ReasonInvalidInstitutionID)
 		case feeds.RegionCode:
 			alias := q("_rl_" + name)
-			p.joins = append(p.joins, fmt.Sprintf("LEFT JOIN region_lookup %s ON %s.code = trim(CAST(%s AS VARCHAR))", alias, alias, raw))
+			p.joins = append(p.joins, fmt.Sprintf("LEFT JOIN region_lookup %s ON %s.code = clean_text(CAST(%s AS VARCHAR))", alias, alias, raw))
 			p.l1 = append(p.l1,
 				fmt.Sprintf("%s.code IS NOT NULL AS %s", alias, q("_known_"+name)),
+				fmt.Sprintf("%s.city_code AS %s", alias, q("_city_"+name)),
 				fmt.Sprintf("%s.lat AS %s", alias, q("_seat_lat_"+name)),
 				fmt.Sprintf("%s.lon AS %s", alias, q("_seat_lon_"+name)))
 			p.l3 = append(p.l3, fmt.Sprintf("CASE WHEN %s THEN %s END AS %s", q("_known_"+name), s, v))
@@ -220,6 +221,34 @@ func (p *plan) rows() string {
 	return b.String()
 }
 
+// insertAll inserts every row of a file into the feed table, typed, a bad
+// row with a negative source_row. Its parameters: the delivery id, the
+// source_row before the file's first row, and the file (a one-element list).
+func (p *plan) insertAll() string {
+	cols, exprs := p.targetColumns()
+	cols = append(cols, "source_row")
+	exprs = append(exprs, "CASE WHEN _bad THEN -1 ELSE 1 END * (CAST(? AS BIGINT) + _row)")
+	return fmt.Sprintf("INSERT INTO %s (%s)\nSELECT %s\nFROM (%s) r",
+		q(p.contract.Feed), strings.Join(cols, ", "), strings.Join(exprs, ",\n  "), p.rows())
+}
+
+// rejectedCells is the list of a row's bad cells (column, reason, raw value
+// as text), with NULL for each check the row passes.
+func (p *plan) rejectedCells() string {
+	if len(p.checks) == 0 {
+		return "NULL"
+	}
+	cells := make([]string, len(p.checks))
+	for i, ch := range p.checks {
+		raw := "CAST(NULL AS VARCHAR)"
+		if _, ok := p.present[ch.Column]; ok {
+			raw = "CAST(" + q(ch.Column) + " AS VARCHAR)"
+		}
+		cells[i] = fmt.Sprintf("CASE WHEN _bad_%d THEN {'column': %s, 'reason': %s, 'raw': %s} END", i, sqlList([]string{ch.Column}), sqlList([]string{ch.Reason}), raw)
+	}
+	return "[" + strings.Join(cells, ", ") + "]"
+}
+
 // typed is the layered query up to the typed values, without the checks.
 func (p *plan) typed() string {
 	var b strings.Builder
@@ -232,8 +261,6 @@ func (p *plan) typed() string {
 	}
 	layer(p.l3)
 	b.WriteString("(")
-	layer(p.l2c)
-	b.WriteString("(")
 	layer(p.l2b)
 	b.WriteString("(")
 	layer(p.l2)
@@ -245,17 +272,8 @@ func (p *plan) typed() string {
 	for _, j := range p.joins {
 		b.WriteString("\n" + j)
 	}
-	b.WriteString(") l1) l2) l2b) l2c")
+	b.WriteString(") l1) l2) l2b")
 	return b.String()
-}
-
-// keyValues are the feed's key columns over typed values.
-func (p *plan) keyValues() []string {
-	var out []string
-	for _, k := range p.contract.Key {
-		out = append(out, q("_v_"+k))
-	}
-	return out
 }
 
 // targetColumns are the feed table's columns and the expressions that fill
@@ -274,17 +292,17 @@ func (p *plan) targetColumns() (cols, exprs []string) {
 	case "institutions":
 		lat, lon := point("point", "region_code")
 		cols = append(cols, "city_code", "point_lat", "point_lon")
-		exprs = append(exprs, "city_of(\"_v_region_code\")", lat, lon)
+		exprs = append(exprs, q("_city_region_code"), lat, lon)
 	case "residents":
 		cols = append(cols, "hukou_city", "hukou_lat", "hukou_lon")
-		exprs = append(exprs, "city_of(\"_v_hukou_region\")", q("_seat_lat_hukou_region"), q("_seat_lon_hukou_region"))
+		exprs = append(exprs, q("_city_hukou_region"), q("_seat_lat_hukou_region"), q("_seat_lon_hukou_region"))
 	case "floating":
 		cols = append(cols, "city_code")
-		exprs = append(exprs, "city_of(\"_v_region_code\")")
+		exprs = append(exprs, q("_city_region_code"))
 	case "locations":
 		lat, lon := point("point", "region_code")
 		cols = append(cols, "city_code", "point_lat", "point_lon")
-		exprs = append(exprs, "city_of(\"_v_region_code\")", lat, lon)
+		exprs = append(exprs, q("_city_region_code"), lat, lon)
 	}
 	cols = append(cols, "delivery_id")
 	exprs = append(exprs, "CAST(? AS BIGINT)")

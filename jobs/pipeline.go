@@ -211,8 +211,8 @@ func (p *Pipeline) run(ctx context.Context, rl *runLog) Outcome {
 			if ctx.Err() != nil {
 				return finish(RunInterrupted, ctx.Err())
 			}
-			_, _, rows, _ := Inspect(d)
-			no, start := rl.begin(ctx, "load", d.Feed+"/"+d.Name, WorkUnits(rows))
+			in, _ := Inspect(d)
+			no, start := rl.begin(ctx, "load", d.Feed+"/"+d.Name, WorkUnits(in.Rows))
 			l := &Loader{Store: p.Store, Log: log, Progress: rl.add}
 			res := l.Load(ctx, d)
 			out.Loads = append(out.Loads, res)

@@ -80,8 +80,8 @@ func cmdLoad(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func loadWithProgress(ctx context.Context, l *jobs.Loader, ds []jobs.Delivery, stderr io.Writer) []jobs.LoadResult {
 	var total int64
 	for _, d := range ds {
-		if _, _, rows, err := jobs.Inspect(d); err == nil {
-			total += jobs.WorkUnits(rows)
+		if in, err := jobs.Inspect(d); err == nil {
+			total += jobs.WorkUnits(in.Rows)
 		}
 	}
 	bar := newBar(stderr, total, "loading")
