@@ -282,6 +282,14 @@ func checkMaskedRow(t *testing.T, where string, id, name, narrative, evidence st
 				t.Errorf("%s: %s or %s unmasked in %q", where, realID, realName, field)
 			}
 		}
+		// The hidden digits must not stand beside the masked ID either
+		// (unknown_identity's evidence carries the ID's birth date).
+		birth := realID[6:14]
+		for _, form := range []string{birth, birth[:4] + "-" + birth[4:6] + "-" + birth[6:]} {
+			if strings.Contains(narrative, form) || strings.Contains(evidence, form) {
+				t.Errorf("%s: the birth date %s of %s in the narrative or evidence", where, form, realID)
+			}
+		}
 	}
 	if unmaskedID.MatchString(narrative) || unmaskedID.MatchString(evidence) {
 		t.Errorf("%s: an ID number in the narrative or evidence", where)

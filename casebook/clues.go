@@ -46,9 +46,7 @@ func (cl *Clue) Mask() {
 	mid, mname := personid.Mask(id), personid.MaskName(name)
 	cl.PersonID, cl.PersonName = mid, mname
 	replace := func(s string) string {
-		if id != "" {
-			s = strings.ReplaceAll(s, id, mid)
-		}
+		s = personid.MaskIn(s, id)
 		if name != "" {
 			s = strings.ReplaceAll(s, name, mname)
 		}

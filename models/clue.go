@@ -44,8 +44,8 @@ type Clue struct {
 // evidence.
 func (c Clue) Masked() Clue {
 	names := []string{c.PersonName}
-	c.Narrative = MaskText(c.Narrative, names...)
-	c.Evidence = json.RawMessage(MaskText(string(c.Evidence), names...))
+	c.Narrative = personid.MaskIn(MaskText(c.Narrative, names...), c.PersonID)
+	c.Evidence = json.RawMessage(personid.MaskIn(MaskText(string(c.Evidence), names...), c.PersonID))
 	c.PersonID = personid.Mask(c.PersonID)
 	c.PersonName = personid.MaskName(c.PersonName)
 	return c

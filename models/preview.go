@@ -138,7 +138,7 @@ func (p *Preview) Masked() *Preview {
 func maskFlagged(in []Flagged) []Flagged {
 	out := make([]Flagged, len(in))
 	for i, f := range in {
-		f.Evidence = json.RawMessage(MaskText(string(f.Evidence), f.PersonName))
+		f.Evidence = json.RawMessage(personid.MaskIn(MaskText(string(f.Evidence), f.PersonName), f.PersonID))
 		f.PersonID, f.PersonName = personid.Mask(f.PersonID), personid.MaskName(f.PersonName)
 		out[i] = f
 	}

@@ -88,6 +88,20 @@ func Mask(id string) string {
 	return id[:6] + strings.Repeat("*", len(id)-10) + id[len(id)-4:]
 }
 
+// MaskIn masks one person's ID in free text (a narrative, an evidence
+// document): the ID itself, and its birth date — the digits the masked form
+// hides — wherever it stands on its own, as YYYYMMDD or YYYY-MM-DD, so that
+// the masked ID and a birth date beside it cannot be put back together.
+func MaskIn(text, id string) string {
+	if len(id) < 14 {
+		return text
+	}
+	text = strings.ReplaceAll(text, id, Mask(id))
+	birth := id[6:14]
+	text = strings.ReplaceAll(text, birth, "********")
+	return strings.ReplaceAll(text, birth[:4]+"-"+birth[4:6]+"-"+birth[6:], "****-**-**")
+}
+
 // SampleBirth spreads test birth dates over 1940–2010 (leap days included).
 func SampleBirth(i int) time.Time {
 	return time.Date(1940, 1, 1, 0, 0, 0, 0, time.UTC).AddDate(0, 0, (i*7919)%25567)

@@ -47,3 +47,15 @@ func TestMask(t *testing.T) {
 		t.Fatalf("Mask = %q", got)
 	}
 }
+
+func TestMaskIn_HidesTheIDAndItsBirthDate(t *testing.T) {
+	id := "62010219800229123X"
+	text := `{"id":"62010219800229123X","id_birth_date":"1980-02-29","raw":"19800229","death_date":"2021-03-02"}`
+	want := `{"id":"620102********123X","id_birth_date":"****-**-**","raw":"********","death_date":"2021-03-02"}`
+	if got := MaskIn(text, id); got != want {
+		t.Fatalf("MaskIn =\n%s\nwant\n%s", got, want)
+	}
+	if got := MaskIn("no id here", ""); got != "no id here" {
+		t.Fatalf("MaskIn without an id = %q", got)
+	}
+}
