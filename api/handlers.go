@@ -404,11 +404,15 @@ func (s *Server) deliveryRejects(c echo.Context) error {
 }
 
 func (s *Server) listUsers(c echo.Context) error {
-	us, err := s.Casebook.Users(c.Request().Context())
+	cursor, limit, err := pageParams(c)
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"items": us})
+	us, err := s.Casebook.Users(c.Request().Context(), cursor, limit)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, newPage(us, limit, func(u cb.User) int64 { return u.ID }))
 }
 
 type newUser struct {

@@ -133,11 +133,24 @@ func (s *Server) previewModel(c echo.Context) error {
 }
 
 func (s *Server) listSuppressions(c echo.Context) error {
-	items, err := s.Casebook.Suppressions(c.Request().Context(), user(c))
+	cursor, limit, err := pageParams(c)
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"items": items})
+	items, err := s.Casebook.Suppressions(c.Request().Context(), user(c), cursor, limit)
+	if err != nil {
+		return err
+	}
+	persons := 0
+	for _, it := range items {
+		if it.PersonID != "" {
+			persons++
+		}
+	}
+	if err := s.auditView(c, "suppressions", persons); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, newPage(items, limit, func(x cb.Suppression) int64 { return x.ID }))
 }
 
 func (s *Server) addSuppression(c echo.Context) error {

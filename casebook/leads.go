@@ -403,13 +403,16 @@ func (c *Casebook) leads(ctx context.Context, u User, f LeadFilter) ([]Lead, err
 	return out, rows.Err()
 }
 
-// PageLimit is the page size every list uses: 100 when not given, at most 1000.
+// MaxPage is the largest page any list gives.
+const MaxPage = 1000
+
+// PageLimit is the page size every list uses: 100 when not given, at most MaxPage.
 func PageLimit(n int) int {
 	switch {
 	case n <= 0:
 		return 100
-	case n > 1000:
-		return 1000
+	case n > MaxPage:
+		return MaxPage
 	}
 	return n
 }

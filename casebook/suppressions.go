@@ -136,11 +136,15 @@ func (c *Casebook) suppression(ctx context.Context, u User, id int64) (Suppressi
 }
 
 // Suppressions lists every suppression, active or not, newest first.
-func (c *Casebook) Suppressions(ctx context.Context, u User) ([]Suppression, error) {
+func (c *Casebook) Suppressions(ctx context.Context, u User, before int64, limit int) ([]Suppression, error) {
 	if err := canSuppress(u); err != nil {
 		return nil, err
 	}
-	rows, err := c.DB.QueryContext(ctx, "SELECT "+suppressionColumns+" FROM casebook.suppressions ORDER BY id DESC", DBTime(c.now()))
+	if before <= 0 {
+		before = 1 << 62
+	}
+	rows, err := c.DB.QueryContext(ctx, "SELECT "+suppressionColumns+" FROM casebook.suppressions WHERE id < ? ORDER BY id DESC LIMIT ?",
+		DBTime(c.now()), before, PageLimit(limit))
 	if err != nil {
 		return nil, err
 	}

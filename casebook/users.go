@@ -91,13 +91,14 @@ func (c *Casebook) AddUser(ctx context.Context, name string, role Role, city str
 }
 
 // Users lists every user, revoked ones included.
-func (c *Casebook) Users(ctx context.Context) ([]User, error) {
-	rows, err := c.DB.QueryContext(ctx, "SELECT user_id, name, role, coalesce(city_code, ''), created_at, revoked_at FROM casebook.users ORDER BY user_id")
+func (c *Casebook) Users(ctx context.Context, after int64, limit int) ([]User, error) {
+	rows, err := c.DB.QueryContext(ctx, `SELECT user_id, name, role, coalesce(city_code, ''), created_at, revoked_at FROM casebook.users
+		WHERE user_id > ? ORDER BY user_id LIMIT ?`, after, PageLimit(limit))
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []User
+	out := []User{}
 	for rows.Next() {
 		var u User
 		var revoked sql.NullTime

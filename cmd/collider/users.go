@@ -52,10 +52,18 @@ func cmdUsers(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 		fmt.Fprintf(stdout, "user %d %s (%s%s) added; its token is shown once:\n%s\n", u.ID, u.Name, u.Role, cityNote(u.City), token)
 	case "list":
-		us, err := cb.Users(ctx)
-		if err != nil {
-			fmt.Fprintln(stderr, "collider users list:", err)
-			return 1
+		var us []casebook.User
+		for after := int64(0); ; {
+			page, err := cb.Users(ctx, after, casebook.MaxPage)
+			if err != nil {
+				fmt.Fprintln(stderr, "collider users list:", err)
+				return 1
+			}
+			us = append(us, page...)
+			if len(page) < casebook.MaxPage {
+				break
+			}
+			after = page[len(page)-1].ID
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "# id\tname\trole\tcity\tcreated\trevoked")
