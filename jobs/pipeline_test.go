@@ -113,10 +113,16 @@ func TestPipeline_PublishesPlantedCluesOnceAndOnlyOnce(t *testing.T) {
 	if again.Status != RunSucceeded || again.BatchID == out.BatchID || again.Batch.Clues != 0 {
 		t.Fatalf("second run: %+v", again)
 	}
+	// Over everything published, in both batches' clues (not the issued
+	// ledger, whose key makes a repeat impossible to store): no (model,
+	// settlement) appears twice.
 	var pairs, distinct int
-	p.Store.DB.QueryRow("SELECT count(*), count(DISTINCT (model, settlement_id)) FROM casebook.issued").Scan(&pairs, &distinct)
-	if pairs != distinct {
-		t.Fatalf("%d issued pairs, %d distinct", pairs, distinct)
+	if err := p.Store.DB.QueryRow(`SELECT count(*), count(DISTINCT (model, s)) FROM (
+		SELECT model, unnest(string_split(settlement_ids, ';')) AS s FROM casebook.clues)`).Scan(&pairs, &distinct); err != nil {
+		t.Fatal(err)
+	}
+	if pairs == 0 || pairs != distinct {
+		t.Fatalf("%d published (model, settlement) pairs, %d distinct", pairs, distinct)
 	}
 	var leads, clues int
 	p.Store.DB.QueryRow("SELECT (SELECT count(*) FROM casebook.leads), (SELECT count(*) FROM casebook.clues)").Scan(&leads, &clues)
@@ -240,6 +246,15 @@ func TestModels_RecallOnAMillionSettlements(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var loaded int64
+	for _, l := range out.Loads {
+		if l.Feed == "settlements" {
+			loaded += l.Loaded
+		}
+	}
+	if loaded < 990_000 {
+		t.Fatalf("only %d settlements loaded; the test is about a million", loaded)
+	}
 	f, _ := os.Open(filepath.Join(inbox, synth.TruthFile))
 	recs, _ := csv.NewReader(f).ReadAll()
 	f.Close()
@@ -267,6 +282,11 @@ func TestModels_RecallOnAMillionSettlements(t *testing.T) {
 					flaggedClear[r[1]]++
 				}
 			}
+		}
+	}
+	for _, m := range []string{"deceased_claims", "impossible_location", "phantom_purchases", "overlapping_stays", "unknown_identity"} {
+		if planted[m] == 0 || clear[m] == 0 {
+			t.Errorf("%s: %d planted cases and %d near-misses in the truth; every model needs both", m, planted[m], clear[m])
 		}
 	}
 	for model, n := range planted {
