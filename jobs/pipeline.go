@@ -28,6 +28,8 @@ type Pipeline struct {
 	Inbox    string          // empty: load nothing, run the models on what is loaded
 	Log      *slog.Logger
 	Now      func() time.Time // suppression clock for the models; time.Now when nil
+	// ProgressEvery is how often a running run logs its progress; 10 s when 0.
+	ProgressEvery time.Duration
 
 	mu      sync.Mutex
 	running *runLog
@@ -71,7 +73,10 @@ func (p *Pipeline) begin(ctx context.Context, trigger, by string) (*runLog, cont
 	if p.running != nil {
 		return nil, nil, casebook.Errorf(casebook.ECONFLICT, "run %d is still running; runs never overlap", p.running.id)
 	}
-	rl, err := newRunLog(ctx, p.Store.DB, trigger, by)
+	if ctx.Err() != nil {
+		return nil, nil, casebook.Errorf(casebook.ECONFLICT, "collider is shutting down; no new run starts")
+	}
+	rl, err := newRunLog(ctx, p.Store.DB, p.log(), trigger, by)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -183,6 +188,13 @@ func (p *Pipeline) run(ctx context.Context, rl *runLog) Outcome {
 	out := Outcome{RunID: rl.id}
 	log := p.log().With("run", rl.id)
 	log.Info("run started")
+	every := p.ProgressEvery
+	if every <= 0 {
+		every = 10 * time.Second
+	}
+	progressCtx, stopProgress := context.WithCancel(ctx)
+	defer stopProgress()
+	go rl.logProgress(progressCtx, every)
 	finish := func(status string, err error) Outcome {
 		if ctx.Err() != nil && status != RunSucceeded && status != RunPartial {
 			status = RunInterrupted

@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -62,20 +63,21 @@ type RunRecord struct {
 // own small transaction, so that what happened survives whatever follows.
 type runLog struct {
 	db   *sql.DB
+	log  *slog.Logger
 	id   int64
 	mu   sync.Mutex
 	step int
 	prog Progress
 }
 
-func newRunLog(ctx context.Context, db *sql.DB, trigger, by string) (*runLog, error) {
+func newRunLog(ctx context.Context, db *sql.DB, log *slog.Logger, trigger, by string) (*runLog, error) {
 	var id int64
 	err := db.QueryRowContext(ctx, `INSERT INTO casebook.runs (run_id, trigger, started_by, status, started_at)
 		VALUES (nextval('casebook.run_ids'), ?, ?, 'running', ?) RETURNING run_id`, trigger, by, casebook.DBTime(time.Now())).Scan(&id)
 	if err != nil {
 		return nil, fmt.Errorf("record run: %w", err)
 	}
-	return &runLog{db: db, id: id}, nil
+	return &runLog{db: db, log: log.With("run", id), id: id}, nil
 }
 
 // begin records a step as running and makes it the progress.
@@ -88,6 +90,7 @@ func (l *runLog) begin(ctx context.Context, name, detail string, total int64) (i
 	start := time.Now()
 	l.db.ExecContext(context.WithoutCancel(ctx), `INSERT INTO casebook.run_steps (run_id, step_no, name, detail, status, started_at)
 		VALUES (?, ?, ?, ?, 'running', ?)`, l.id, no, name, nullIfEmpty(detail), casebook.DBTime(start))
+	l.log.Info("step started", "step", no, "name", name, "detail", detail, "rows_total", total)
 	return no, start
 }
 
@@ -97,8 +100,35 @@ func (l *runLog) end(ctx context.Context, no int, start time.Time, status string
 	if err != nil {
 		msg = err.Error()
 	}
+	seconds := time.Since(start).Seconds()
 	l.db.ExecContext(context.WithoutCancel(ctx), `UPDATE casebook.run_steps SET status = ?, rows = ?, seconds = ?, error = ?, finished_at = ?
-		WHERE run_id = ? AND step_no = ?`, status, rows, time.Since(start).Seconds(), msg, casebook.DBTime(time.Now()), l.id, no)
+		WHERE run_id = ? AND step_no = ?`, status, rows, seconds, msg, casebook.DBTime(time.Now()), l.id, no)
+	level := slog.LevelInfo
+	if err != nil {
+		level = slog.LevelWarn
+	}
+	l.log.Log(ctx, level, "step finished", "step", no, "status", status, "rows", rows, "seconds", seconds, "err", err)
+}
+
+// logProgress writes the running step's progress to the log every period
+// until ctx ends, so that a long run shows where it is in the log as well
+// as on GET /api/v1/runs/{id}.
+func (l *runLog) logProgress(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			p := l.progress()
+			args := []any{"step", p.Step, "detail", p.Detail, "rows_done", p.Done}
+			if p.Percent != nil {
+				args = append(args, "rows_total", p.Total, "percent", fmt.Sprintf("%.1f", *p.Percent))
+			}
+			l.log.Info("run progress", args...)
+		}
+	}
 }
 
 // add advances the current step's progress.

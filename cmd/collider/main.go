@@ -65,7 +65,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		usage(stderr, cmds)
 		return 2
 	}
-	slog.SetDefault(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel()})))
+	slog.SetDefault(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel(args[0])})))
 	return c.run(ctx, args[1:], stdout, stderr)
 }
 
@@ -82,11 +82,15 @@ func usage(w io.Writer, cmds map[string]command) {
 	fmt.Fprintln(w, "\nRun 'collider <command> -h' for its flags.")
 }
 
-// logLevel reads COLLIDER_LOG (debug, info, warn, error); commands that
-// print tables keep the log quiet by default.
-func logLevel() slog.Level {
+// logLevel reads COLLIDER_LOG (debug, info, warn, error). The server logs
+// its runs, their steps and progress by default (info); commands that print
+// tables keep the log quiet (warn).
+func logLevel(command string) slog.Level {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(os.Getenv("COLLIDER_LOG"))); err != nil {
+		if command == "serve" {
+			return slog.LevelInfo
+		}
 		return slog.LevelWarn
 	}
 	return l

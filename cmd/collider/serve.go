@@ -71,15 +71,19 @@ func serve(ctx context.Context, s *store.Store, cat *models.Catalog, cfg Config,
 	}
 	cb := newCasebook(s, cfg)
 	p := &jobs.Pipeline{Store: s, Casebook: cb, Catalog: cat, Inbox: cfg.Inbox, Log: log}
+	// Runs live as long as the server, not a request; runCtx ends when the
+	// shutdown begins, so that nothing starts a run after it.
 	runCtx, cancelRuns := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelRuns()
+	stopSchedule := func() {}
 	if sched := strings.TrimSpace(cfg.Schedule); sched != "" && sched != "off" {
 		sc, err := jobs.NewSchedule(runCtx, sched, p, log)
 		if err != nil {
 			return err
 		}
 		sc.Start()
-		defer sc.Stop()
+		stopSchedule = func() { sc.Stop() }
+		defer stopSchedule()
 		log.Info("schedule", "spec", sched, "zone", jobs.ScheduleZone, "next", sc.Next().Format(time.RFC3339))
 	}
 	srv := api.New(api.Config{Store: s, Casebook: cb, Runs: &serverRuns{p: p, ctx: runCtx}, Log: log,
@@ -91,8 +95,11 @@ func serve(ctx context.Context, s *store.Store, cat *models.Catalog, cfg Config,
 		return err
 	case <-ctx.Done():
 	}
-	// Stop the run first: its step rolls back while requests drain.
+	// The schedule stops firing and no trigger starts a run any more; then
+	// the running run stops: its step rolls back while requests drain.
 	log.Info("shutting down", "grace", cfg.ShutdownGrace)
+	stopSchedule()
+	cancelRuns()
 	stopCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
 	defer cancel()
 	if err := p.Stop(stopCtx); err != nil {
