@@ -80,7 +80,10 @@ type runJSON struct {
 	Status   string `json:"status"`
 	BatchID  *int64 `json:"batch_id"`
 	Progress *struct {
-		Step string `json:"step"`
+		Step    string   `json:"step"`
+		Done    int64    `json:"rows_done"`
+		Total   int64    `json:"rows_total"`
+		Percent *float64 `json:"percent"`
 	} `json:"progress"`
 }
 
@@ -106,14 +109,40 @@ func TestServe_SecondTriggerConflictsAndScheduleFires(t *testing.T) {
 	if code != http.StatusConflict || !strings.Contains(string(body), fmt.Sprintf("run %d is still running", first.ID)) {
 		t.Fatalf("second trigger: %d %s", code, body)
 	}
-	// While it runs, its progress is visible.
-	code, body = s.do(t, "GET", fmt.Sprintf("/api/v1/runs/%d", first.ID), token, nil)
-	var during runJSON
-	json.Unmarshal(body, &during)
-	if code != 200 || (during.Status == "running" && during.Progress == nil) {
-		t.Fatalf("run during: %d %s", code, body)
+	// While it runs, its progress is visible: the step, and while a
+	// delivery loads, the rows so far out of the rows it holds.
+	var sawLoad bool
+	for {
+		code, body = s.do(t, "GET", fmt.Sprintf("/api/v1/runs/%d", first.ID), token, nil)
+		var during runJSON
+		json.Unmarshal(body, &during)
+		if code != 200 {
+			t.Fatalf("run during: %d %s", code, body)
+		}
+		if during.Status != "running" {
+			break
+		}
+		p := during.Progress
+		if p == nil || p.Step == "" {
+			t.Fatalf("a running run without progress: %s", body)
+		}
+		if p.Step == "load" && p.Total > 0 {
+			if p.Percent == nil || *p.Percent < 0 || *p.Percent > 100 || p.Done > p.Total {
+				t.Fatalf("load progress out of bounds: %s", body)
+			}
+			sawLoad = true
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !sawLoad {
+		t.Fatal("never saw the load step's progress while the run was busy")
 	}
 	waitRun(t, s, token, first.ID, 120*time.Second)
+	for _, want := range []string{`msg="step started"`, `name=load`, `name=model`, `name=publish`, `msg="step finished"`} {
+		if !strings.Contains(s.log.String(), want) {
+			t.Fatalf("the server log lacks %s:\n%s", want, s.log)
+		}
+	}
 
 	// Restart with a schedule every 2 seconds: it fires by itself.
 	s.cmd.Process.Signal(syscall.SIGTERM)
@@ -186,13 +215,26 @@ func TestServe_ShutdownDuringRunRollsBackAndExits(t *testing.T) {
 		t.Fatalf("shutdown took %s, grace is 10s", took)
 	}
 	t.Logf("stopped %s after SIGTERM", took.Round(time.Millisecond))
+	if !strings.Contains(s.log.String(), `msg="shutting down"`) {
+		t.Fatalf("no orderly shutdown in the log:\n%s", s.log)
+	}
+	// The server itself recorded the run as interrupted (nothing else has
+	// opened the store since), and rolled its step back.
+	var status string
+	var running, steps int
+	st := openForCheck(t, data)
+	if err := st.DB.QueryRow(`SELECT status, (SELECT count(*) FROM casebook.run_steps WHERE run_id = r.run_id AND status = 'running'),
+		(SELECT count(*) FROM casebook.run_steps WHERE run_id = r.run_id)
+		FROM casebook.runs r ORDER BY run_id DESC LIMIT 1`).Scan(&status, &running, &steps); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	if status != "interrupted" || running != 0 || steps == 0 {
+		t.Fatalf("after SIGTERM the run is %q with %d of %d steps still running", status, running, steps)
+	}
+	checkAfterKill(t, data, nil)
 	r := collider(t, nil, "run", "--data", data, "--inbox", inbox)
 	if r.code != 0 {
 		t.Fatalf("the next run: %d %s", r.code, r.stderr)
-	}
-	s = startServe(t, data, inbox, "off")
-	_, body = s.do(t, "GET", "/api/v1/runs", token, nil)
-	if !strings.Contains(string(body), `"status":"interrupted"`) {
-		t.Fatalf("the interrupted run is not recorded as such: %s", body)
 	}
 }
