@@ -457,27 +457,44 @@ func TestDocker_KilledWhileLoadingRecovers(t *testing.T) {
 	s.refresh(t)
 	waitHealthy(t, s.base)
 	var killed run
-	s.call(t, "GET", fmt.Sprintf("/api/v1/runs/%d", r.ID), province, nil, &killed)
-	if killed.Status != "interrupted" {
-		t.Fatalf("the killed run is %q", killed.Status)
+	if code := s.call(t, "GET", fmt.Sprintf("/api/v1/runs/%d", r.ID), province, nil, &killed); code != 200 || killed.Status != "interrupted" {
+		t.Fatalf("the killed run: %d %q", code, killed.Status)
 	}
-	var deliveries struct {
-		Items []struct {
-			Feed   string `json:"feed"`
-			Status string `json:"status"`
-			Rows   int64  `json:"rows"`
-			Loaded int64  `json:"loaded"`
-		}
+	type delivery struct {
+		Feed   string `json:"feed"`
+		Status string `json:"status"`
+		Rows   int64  `json:"rows"`
+		Loaded int64  `json:"loaded"`
 	}
-	s.call(t, "GET", "/api/v1/deliveries", province, nil, &deliveries)
-	for _, d := range deliveries.Items {
-		if d.Feed == "settlements" {
-			t.Fatalf("the settlements delivery was recorded although killed mid-load: %+v", d)
+	ledger := func() map[string]delivery {
+		var page struct{ Items []delivery }
+		if code := s.call(t, "GET", "/api/v1/deliveries", province, nil, &page); code != 200 || len(page.Items) == 0 {
+			t.Fatalf("deliveries: %d, %d items", code, len(page.Items))
 		}
+		out := map[string]delivery{}
+		for _, d := range page.Items {
+			if d.Status == "loaded" && d.Loaded != d.Rows {
+				t.Fatalf("delivery %s loaded %d of its %d rows", d.Feed, d.Loaded, d.Rows)
+			}
+			out[d.Feed] = d
+		}
+		return out
+	}
+	// The feeds loaded before the kill are whole; the one killed mid-load
+	// left nothing behind, not even a ledger entry.
+	before := ledger()
+	if d, ok := before["settlements"]; ok {
+		t.Fatalf("the settlements delivery was recorded although killed mid-load: %+v", d)
+	}
+	if d := before["residents"]; d.Status != "loaded" {
+		t.Fatalf("residents, loaded before the kill: %+v", d)
 	}
 	again := s.waitRun(t, province, s.startRun(t, province).ID)
 	if again.Status != "succeeded" || again.BatchID == nil {
 		t.Fatalf("the run after the kill: %+v", again)
+	}
+	if d := ledger()["settlements"]; d.Status != "loaded" || d.Loaded == 0 {
+		t.Fatalf("settlements after the next run: %+v", d)
 	}
 	got := s.batchPairs(t, province, *again.BatchID)
 	if !sameSet(got, truth) {
