@@ -183,13 +183,15 @@ func TestLoad_PoliceFeedRules(t *testing.T) {
 		UNION ALL SELECT 'E2', '11010519491231002X', 'custody', TIMESTAMP '2025-01-05 00:00:00', TIMESTAMP '2025-01-04 00:00:00', '620102', NULL, NULL
 		UNION ALL SELECT 'E3', '11010519491231002X', 'rail', TIMESTAMP '2025-01-06 00:00:00', NULL, NULL, NULL, NULL
 		UNION ALL SELECT 'E4', '11010519491231002X', 'abroad', TIMESTAMP '2025-02-01 00:00:00', NULL, NULL, NULL, NULL
-		UNION ALL SELECT 'E5', '11010519491231002X', 'flight', TIMESTAMP '2025-02-01 00:00:00', NULL, NULL, 95.0, 200.0`)
+		UNION ALL SELECT 'E5', '11010519491231002X', 'flight', TIMESTAMP '2025-02-01 00:00:00', NULL, NULL, 95.0, 200.0
+		UNION ALL SELECT 'E6', '11010519491231002X', 'hotel', TIMESTAMP '2025-02-02 00:00:00', NULL, '110101', 'nan'::DOUBLE, '-inf'::DOUBLE`)
 	res = l.Load(ctx, loc)
 	if res.Err != nil || res.Loaded != 2 {
 		t.Fatalf("locations: %+v", res)
 	}
 	want = []reject{{2, "end_time", ReasonEndBeforeStart, "2025-01-04 00:00:00"}, {3, "region_code", ReasonMissingValue, "<null>"},
-		{5, "lat", ReasonBadCoordinate, "95.0"}, {5, "lon", ReasonBadCoordinate, "200.0"}}
+		{5, "lat", ReasonBadCoordinate, "95.0"}, {5, "lon", ReasonBadCoordinate, "200.0"},
+		{6, "lat", ReasonBadCoordinate, "nan"}, {6, "lon", ReasonBadCoordinate, "-inf"}}
 	if got := rejectsOf(t, s.DB, res.DeliveryID); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("got %v want %v", got, want)
 	}
