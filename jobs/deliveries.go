@@ -40,7 +40,7 @@ func Discover(inbox string) ([]Delivery, []error) {
 	var errs []error
 	var feedDirs []string
 	for _, e := range entries {
-		if !e.IsDir() {
+		if !isDir(filepath.Join(inbox, e.Name())) {
 			continue
 		}
 		if _, err := feeds.Lookup(e.Name()); err != nil {
@@ -59,7 +59,7 @@ func Discover(inbox string) ([]Delivery, []error) {
 		}
 		var names []string
 		for _, s := range subs {
-			if s.IsDir() {
+			if isDir(filepath.Join(dir, s.Name())) {
 				names = append(names, s.Name())
 			}
 		}
@@ -77,6 +77,13 @@ func Discover(inbox string) ([]Delivery, []error) {
 		}
 	}
 	return out, errs
+}
+
+// isDir follows symbolic links: an operator may link a feed or a delivery
+// into the inbox rather than copy it.
+func isDir(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.IsDir()
 }
 
 // ManualDelivery makes a delivery of a single Parquet file or a directory of

@@ -304,6 +304,26 @@ func TestDiscover_DeliveryWithoutSuccessIsNotRead(t *testing.T) {
 	}
 }
 
+// An operator may link a feed's directory, or one delivery, into the inbox.
+func TestDiscover_FollowsSymbolicLinks(t *testing.T) {
+	s := openStore(t)
+	elsewhere, inbox := t.TempDir(), t.TempDir()
+	delivery(t, s.DB, elsewhere, "settlements", "0001", goodSettlement)
+	delivery(t, s.DB, elsewhere, "locations", "0001", `SELECT 'E1' AS event_id, '11010519491231002X' AS person_id, 'hotel' AS kind,
+		TIMESTAMP '2025-01-01 20:00:00' AS start_time, '110101' AS region_code`)
+	if err := os.Symlink(filepath.Join(elsewhere, "settlements"), filepath.Join(inbox, "settlements")); err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Join(inbox, "locations"), 0o755)
+	if err := os.Symlink(filepath.Join(elsewhere, "locations", "0001"), filepath.Join(inbox, "locations", "0001")); err != nil {
+		t.Fatal(err)
+	}
+	ds, errs := Discover(inbox)
+	if len(errs) != 0 || len(ds) != 2 || ds[0].Feed != "locations" || ds[1].Feed != "settlements" || len(ds[0].Files) != 1 || len(ds[1].Files) != 1 {
+		t.Fatalf("discovered %+v, errors %v", ds, errs)
+	}
+}
+
 func TestDiscover_ReferenceFeedsFirst(t *testing.T) {
 	s := openStore(t)
 	inbox := t.TempDir()
