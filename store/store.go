@@ -59,6 +59,13 @@ type Store struct {
 // ErrNewerStore is returned when the store was written by a newer collider.
 var ErrNewerStore = errors.New("store written by a newer collider")
 
+// ErrInUse is returned when another process holds the store: DuckDB lets
+// one process open a database file for writing.
+var ErrInUse = errors.New("the store is in use")
+
+// lockHolder finds the process DuckDB names when a file is locked.
+var lockHolder = regexp.MustCompile(`Could not set lock on file .*Conflicting lock is held in .* \(PID (\d+)\)`)
+
 // Open opens (creating if needed) the store under opts.Dir and migrates it.
 func Open(ctx context.Context, opts Options) (*Store, error) {
 	if opts.Dir == "" {
@@ -112,7 +119,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("store: open %s: %w", feedsPath, err)
+		return nil, openError(opts.Dir, feedsPath, err)
 	}
 	if err := os.MkdirAll(opts.TempDir, 0o750); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
@@ -122,7 +129,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	s.DB.SetMaxIdleConns(4)
 	if err := s.DB.PingContext(ctx); err != nil {
 		s.Close()
-		return nil, fmt.Errorf("store: open %s: %w", opts.Dir, err)
+		return nil, openError(opts.Dir, opts.Dir, err)
 	}
 	if !opts.ReadOnly {
 		if err := s.migrate(ctx); err != nil {
@@ -131,6 +138,14 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		}
 	}
 	return s, nil
+}
+
+// openError says plainly when another process holds the store.
+func openError(dir, what string, err error) error {
+	if m := lockHolder.FindStringSubmatch(err.Error()); m != nil {
+		return fmt.Errorf("store %s: %w: another collider (PID %s) has it open; while `collider serve` runs, start runs through it (POST /api/v1/runs or the schedule)", dir, ErrInUse, m[1])
+	}
+	return fmt.Errorf("store: open %s: %w", what, err)
 }
 
 // Options returns the settings the store was opened with, defaults filled in.

@@ -109,6 +109,12 @@ func TestServe_SecondTriggerConflictsAndScheduleFires(t *testing.T) {
 	if code != http.StatusConflict || !strings.Contains(string(body), fmt.Sprintf("run %d is still running", first.ID)) {
 		t.Fatalf("second trigger: %d %s", code, body)
 	}
+	// `collider run` beside the server cannot open the store; it says why
+	// and where runs start instead.
+	if r := collider(t, nil, "run", "--data", data, "--inbox", inbox); r.code != 1 ||
+		!strings.Contains(r.stderr, "in use") || !strings.Contains(r.stderr, "POST /api/v1/runs") {
+		t.Fatalf("collider run beside the server: %d %s", r.code, r.stderr)
+	}
 	// While it runs, its progress is visible: the step, and while a
 	// delivery loads, the rows so far out of the rows it holds.
 	var sawLoad bool
