@@ -119,7 +119,7 @@ func (p *plan) addColumn(col feeds.Column) {
 			p.l2 = append(p.l2, fmt.Sprintf("person_id_digits(%s) AS %s", s, n))
 			p.l2b = append(p.l2b, fmt.Sprintf("person_id_check(%s) AS %s", n, chk), fmt.Sprintf("%s // 1000 %% 100000000 AS %s", n, ymd))
 			p.l3 = append(p.l3, fmt.Sprintf(`CASE WHEN %[2]s IS NOT NULL AND is_yyyymmdd(%[5]s)
-				AND (length(%[1]s) = 15 OR substr(%[1]s, 18, 1) = %[4]s)
+				AND (length(%[1]s) = 15 OR ends_with(%[1]s, %[4]s))
 				THEN CASE WHEN length(%[1]s) = 18 THEN %[1]s ELSE lpad(CAST(%[2]s AS VARCHAR), 17, '0') || %[4]s END END AS %[3]s`, s, n, v, chk, ymd))
 			parseFail(ReasonInvalidPersonID)
 		case feeds.Enum:

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
@@ -218,10 +219,21 @@ func TestLoad_PersonIDsNormalizeLikeGo(t *testing.T) {
 		"610104620932690", " 11010519491231002x ", "abc", "4403081999011015121", "62010219800229123",
 		"62010219000229123X", "620102200002291230",
 	}
-	for i := 0; i < 300; i++ {
-		id := personid.Make("620102", personid.SampleBirth(i), i)
-		if i%3 == 0 {
-			id = id[:17] + string(rune('0'+i%10))
+	// Thousands of IDs over every digit position: random regions, birth
+	// dates and sequences, a third of them with a check character that may
+	// be wrong, and their 15-digit forms.
+	rng := rand.New(rand.NewPCG(3, 11))
+	const checks = "0123456789X"
+	for i := 0; i < 3000; i++ {
+		region := fmt.Sprintf("%06d", rng.IntN(1_000_000))
+		id := personid.Make(region, personid.SampleBirth(rng.IntN(30000)), rng.IntN(1000))
+		switch i % 3 {
+		case 0:
+			id = id[:17] + string(checks[rng.IntN(len(checks))])
+		case 1:
+			if id[6:8] == "19" {
+				id = id[:6] + id[8:17] // the legacy form of a 19xx birth
+			}
 		}
 		inputs = append(inputs, id)
 	}
