@@ -124,6 +124,8 @@ func (r *Runner) Run(ctx context.Context, conn *sql.Conn, m *Model, opt RunOptio
 
 // identRe is what a temp table or excluded table may be called: the names
 // are pasted into SQL (identifiers cannot be bound), so only plain ones pass.
+var codeRe = regexp.MustCompile(`^[a-z][a-z0-9_]{0,39}$`)
+
 var identRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,2}$`)
 
 // Flag runs the model's query with vals bound into the temp table `table`
@@ -157,6 +159,30 @@ func (r *Runner) Flag(ctx context.Context, conn *sql.Conn, m *Model, vals Values
 	if n != distinct {
 		return 0, &FileError{File: m.File, Line: m.queryLine,
 			Err: fmt.Errorf("the query returns settlement %s more than once (%d rows, %d settlements); return one row per settlement, e.g. ROW_NUMBER() in a subquery", dup.String, n, distinct)}
+	}
+	// A reason is a code the header declares: it picks the label and the
+	// narrative, and it is no channel for other text (a modeler sees
+	// personal data masked).
+	declared := make([]string, len(m.Reasons))
+	for i, rs := range m.Reasons {
+		declared[i] = rs.Code
+	}
+	var stray sql.NullString
+	var strays int64
+	err = conn.QueryRowContext(ctx, fmt.Sprintf(`SELECT count(*), min(coalesce(reason, '(null)')) FROM %s
+		WHERE reason IS NULL OR NOT list_contains(CAST(? AS VARCHAR[]), reason)`, table), declared).Scan(&strays, &stray)
+	if err != nil {
+		return 0, fmt.Errorf("model %s: check reasons: %w", m.Name, err)
+	}
+	if strays > 0 {
+		// The value is named only when it looks like a code (a typo): any
+		// other text may be personal data, and errors reach modelers.
+		what := "a value that is not a reason code"
+		if codeRe.MatchString(stray.String) || stray.String == "(null)" {
+			what = strconv.Quote(stray.String)
+		}
+		return 0, &FileError{File: m.File, Line: m.queryLine,
+			Err: fmt.Errorf("the query returns reason %s in %d rows, which the header's reasons do not declare (%s)", what, strays, strings.Join(declared, ", "))}
 	}
 	return n, nil
 }

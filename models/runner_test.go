@@ -269,6 +269,30 @@ func TestRun_ModelThatFlagsASettlementTwiceIsAnError(t *testing.T) {
 	}
 }
 
+// A reason the header does not declare has no label nor narrative, and it
+// would be a free-text channel past the masks: the run is refused, naming
+// the reason, and so is a null one.
+func TestRun_ModelReturningAnUndeclaredReasonIsAnError(t *testing.T) {
+	s := deceasedStore(t)
+	c := conn(t, s)
+	for reason, want := range map[string]string{
+		"person_id": `tiny.sql:15: the query returns reason a value that is not a reason code in 4 rows, which the header's reasons do not declare (hit)`,
+		"'hti'":     `tiny.sql:15: the query returns reason "hti" in 4 rows`,
+		"NULL":      `tiny.sql:15: the query returns reason "(null)" in 4 rows`,
+		"'hit'":     "",
+	} {
+		text := edit(tiny, 15, "SELECT settlement_id, "+reason+" AS reason, json_object('visit_type', visit_type) AS evidence")
+		ms, err := models.Load(mapFS(map[string]string{"tiny.sql": text}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = newRunner().Run(context.Background(), c, ms[0], models.RunOptions{})
+		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
+			t.Errorf("reason %s: err = %v, want %q", reason, err, want)
+		}
+	}
+}
+
 func TestPreview_ShowsCountsByCityAndTheDiffFromLive(t *testing.T) {
 	s := deceasedStore(t)
 	c := conn(t, s)
