@@ -1,6 +1,7 @@
 // This file checks the audit log: every download and every view of unmasked
 // personal data leaves exactly one line saying who, what and how many rows,
-// read back over the API by the province; a modeler's masked views leave none.
+// read back over the API by the province; a modeler's masked views leave none,
+// but every draft SQL anyone runs is kept with its text.
 package api_test
 
 import (
@@ -8,12 +9,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"collider/casebook"
+	"collider/models"
 )
 
 // auditAfter returns the audit lines after id, oldest first, as the province reads them.
@@ -154,6 +157,39 @@ func TestAudit_InterruptedDownloadsAreLogged(t *testing.T) {
 			a := lines[0]
 			if a.Action != "download" || a.UserID != u.ID || a.Rows != n || a.Object != "clues."+format+"?" || !strings.Contains(a.Detail, "interrupted") {
 				t.Errorf("audit line %+v after %d rows", a, n)
+			}
+		})
+	}
+}
+
+// A draft is the caller's own SQL over every feed: whoever runs one, and
+// whatever it shows, the audit log keeps its text.
+func TestAudit_DraftPreviewsAreLoggedWithTheirSQL(t *testing.T) {
+	e := getEnv(t)
+	live, err := fs.ReadFile(models.Embedded(), "deceased_claims.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	draft := strings.Replace(string(live), "> CAST($grace_days AS INTEGER)", "> CAST($grace_days AS INTEGER) + 7", 1)
+	if draft == string(live) {
+		t.Fatal("the draft changes nothing")
+	}
+	body, _ := json.Marshal(map[string]string{"sql": draft})
+	for _, tc := range []struct{ as, action string }{{asModeler, "draft"}, {asProvince, "view"}} {
+		t.Run(tc.as, func(t *testing.T) {
+			before := e.lastAuditID(t)
+			r := e.do(t, tc.as, http.MethodPost, "/api/v1/models/deceased_claims/preview", string(body))
+			if r.status != http.StatusOK {
+				t.Fatalf("%s", r)
+			}
+			lines := e.auditAfter(t, before)
+			if len(lines) != 1 {
+				t.Fatalf("%d audit lines %+v, want one", len(lines), lines)
+			}
+			l := lines[0]
+			if l.Action != tc.action || l.Object != "preview deceased_claims" || l.UserID != e.users[tc.as].ID ||
+				!strings.HasPrefix(l.Detail, "draft sha256 ") || !strings.HasSuffix(l.Detail, draft) {
+				t.Errorf("audit line %+v, want a %s with the draft's text", l, tc.action)
 			}
 		})
 	}

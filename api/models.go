@@ -1,6 +1,9 @@
 package api
 
 import (
+	"context"
+	"crypto/sha256"
+	"fmt"
 	"net/http"
 	"strings"
 
@@ -124,10 +127,27 @@ func (s *Server) previewModel(c echo.Context) error {
 	if p.Diff != nil {
 		shown += len(p.Diff.AddedSample) + len(p.Diff.RemovedSample)
 	}
+	// A draft is SQL of the caller's own over every feed: masks cover what
+	// the shipped output columns show, not what a crafted query could carry
+	// out in them, so each draft run is audited with its text (a modeler's
+	// as "draft", an unmasked reader's with the view it is).
+	detail := ""
+	if pr.Draft != nil {
+		sum := sha256.Sum256([]byte(req.SQL))
+		detail = fmt.Sprintf("draft sha256 %x:\n%s", sum, req.SQL)
+	}
+	ctx := context.WithoutCancel(c.Request().Context())
 	if user(c).MasksPersonalData() {
 		p = p.Masked()
-	} else if err := s.auditView(c, "preview "+name, shown); err != nil {
-		return err
+		if pr.Draft != nil {
+			if err := s.Casebook.Audit(ctx, user(c), "draft", "preview "+name, int64(shown), detail); err != nil {
+				return err
+			}
+		}
+	} else if shown > 0 || pr.Draft != nil {
+		if err := s.Casebook.Audit(ctx, user(c), "view", "preview "+name, int64(shown), detail); err != nil {
+			return err
+		}
 	}
 	return c.JSON(http.StatusOK, p)
 }
