@@ -159,7 +159,9 @@ func (p *Pipeline) List(ctx context.Context, before int64, limit int) ([]RunReco
 		return nil, err
 	}
 	for i := range runs {
-		p.addProgress(&runs[i])
+		if err := p.withProgress(ctx, &runs[i]); err != nil {
+			return nil, err
+		}
 	}
 	return runs, nil
 }
@@ -170,17 +172,29 @@ func (p *Pipeline) Get(ctx context.Context, id int64) (RunRecord, error) {
 	if err != nil {
 		return r, err
 	}
-	p.addProgress(&r)
-	return r, nil
+	return r, p.withProgress(ctx, &r)
 }
 
-func (p *Pipeline) addProgress(r *RunRecord) {
+// withProgress adds the live progress to a record that says running. A
+// run that finished between the read and now has none: its record is read
+// again, so that a running run is never shown without its progress.
+func (p *Pipeline) withProgress(ctx context.Context, r *RunRecord) error {
+	if r.Status != RunRunning {
+		return nil
+	}
 	p.mu.Lock()
 	rl := p.running
 	p.mu.Unlock()
 	if rl != nil && rl.id == r.ID {
 		r.Progress = rl.progress()
+		return nil
 	}
+	again, err := GetRun(ctx, p.Store.DB, r.ID)
+	if err != nil {
+		return err
+	}
+	*r = again
+	return nil
 }
 
 // run does the work of one run and records it.

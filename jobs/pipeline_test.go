@@ -307,3 +307,33 @@ func TestModels_RecallOnAMillionSettlements(t *testing.T) {
 	}
 	t.Logf("batch %d: %d clues over %d settlements; nothing flagged outside the truth", out.BatchID, out.Batch.Clues, out.Batch.Settlements)
 }
+
+// A record read as running while its run finishes is never shown running
+// without progress: the live run's progress is attached, and a run that is
+// no longer live is read again, finished.
+func TestRuns_RunningRecordHasProgressOrIsReadAgain(t *testing.T) {
+	p := newPipeline(t, "")
+	ctx := context.Background()
+	rl, _, err := p.begin(ctx, "api", "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rl.begin(ctx, "model", "deceased_claims", 0)
+	live, err := p.Get(ctx, rl.id)
+	if err != nil || live.Status != RunRunning || live.Progress == nil || live.Progress.Step != "model" {
+		t.Fatalf("live run: %+v %v", live, err)
+	}
+	stale := live
+	rl.finish(ctx, RunSucceeded, nil, nil)
+	p.end()
+	if err := p.withProgress(ctx, &stale); err != nil {
+		t.Fatal(err)
+	}
+	if stale.Status != RunSucceeded || stale.Progress != nil || stale.FinishedAt == nil {
+		t.Fatalf("a run that finished during the read: %+v", stale)
+	}
+	runs, err := p.List(ctx, 0, 10)
+	if err != nil || len(runs) != 1 || runs[0].Status != RunSucceeded {
+		t.Fatalf("list: %+v %v", runs, err)
+	}
+}
