@@ -108,22 +108,31 @@ func benchLoad(ctx context.Context, args []string, stdout, stderr io.Writer) int
 }
 
 func runPhaseProcess(ctx context.Context, self, phase, dir string, settlements, persons, locations int64, memoryLimit string, threads int, stderr io.Writer) (phaseResult, error) {
-	cmd := exec.CommandContext(ctx, self, "bench", "load", "--phase", phase, "--dir", dir,
+	var res phaseResult
+	peak, err := runPhaseChild(ctx, self, "phase "+phase, []string{"bench", "load", "--phase", phase, "--dir", dir,
 		fmt.Sprint("--settlements=", settlements), fmt.Sprint("--persons=", persons), fmt.Sprint("--locations=", locations),
-		"--memory-limit", memoryLimit, fmt.Sprint("--threads=", threads))
+		"--memory-limit", memoryLimit, fmt.Sprint("--threads=", threads)}, stderr, &res)
+	res.PeakMB = peak
+	return res, err
+}
+
+// runPhaseChild runs one measured phase (named what in errors) as a child
+// process of collider itself, so that its peak memory is its own, decodes
+// the JSON it prints into res, and returns that peak (MB).
+func runPhaseChild(ctx context.Context, self, what string, args []string, stderr io.Writer, res any) (float64, error) {
+	cmd := exec.CommandContext(ctx, self, args...)
 	cmd.Stderr = stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return phaseResult{}, fmt.Errorf("phase %s: %w", phase, err)
+		return 0, fmt.Errorf("%s: %w", what, err)
 	}
-	var res phaseResult
-	if err := json.Unmarshal(out, &res); err != nil {
-		return phaseResult{}, fmt.Errorf("phase %s: %w: %s", phase, err, out)
+	if err := json.Unmarshal(out, res); err != nil {
+		return 0, fmt.Errorf("%s: %w: %s", what, err, out)
 	}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		res.PeakMB = float64(ru.Maxrss) / 1024 // KiB on Linux
+		return float64(ru.Maxrss) / 1024, nil // KiB on Linux
 	}
-	return res, nil
+	return 0, nil
 }
 
 // runLoadPhase loads every delivery of the inbox into a fresh store, either

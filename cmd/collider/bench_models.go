@@ -10,11 +10,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -30,10 +28,9 @@ type modelTiming struct {
 }
 
 type modelsPhase struct {
-	Phase   string        `json:"phase"`
-	Models  []modelTiming `json:"models"`
-	PeakMB  float64       `json:"peak_mb"`
-	Seconds float64       `json:"seconds"`
+	Phase  string        `json:"phase"`
+	Models []modelTiming `json:"models"`
+	PeakMB float64       `json:"peak_mb"`
 }
 
 func benchModels(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -88,19 +85,12 @@ func benchModels(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		}
 		for _, p := range order {
 			fmt.Fprintf(stderr, "round %d/%d, phase %s …\n", r+1, *rounds, p)
-			cmd := exec.CommandContext(ctx, self, "bench", "models", "--phase", p, "--data", *data, "--memory-limit", *memoryLimit)
-			cmd.Stderr = stderr
-			out, err := cmd.Output()
-			if err != nil {
-				return fail(fmt.Errorf("phase %s: %w", p, err))
-			}
 			var res modelsPhase
-			if err := json.Unmarshal(out, &res); err != nil {
+			peak, err := runPhaseChild(ctx, self, "phase "+p, []string{"bench", "models", "--phase", p, "--data", *data, "--memory-limit", *memoryLimit}, stderr, &res)
+			if err != nil {
 				return fail(err)
 			}
-			if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-				res.PeakMB = float64(ru.Maxrss) / 1024
-			}
+			res.PeakMB = peak
 			if b := best[p]; b == nil {
 				best[p] = &res
 			} else {
@@ -184,7 +174,6 @@ func (p *modelsPhase) keepBest(r modelsPhase) {
 		}
 	}
 	p.PeakMB = max(p.PeakMB, r.PeakMB)
-	p.Seconds = min(p.Seconds, r.Seconds)
 }
 
 // runModelsPhase runs every embedded model once, by hand or through the runner.
@@ -205,7 +194,6 @@ func runModelsPhase(ctx context.Context, phase, data, memoryLimit string, stderr
 		return res, err
 	}
 	defer conn.Close()
-	start := time.Now()
 	runner := &models.Runner{}
 	for _, m := range ms {
 		vals, err := m.Values(nil)
@@ -244,6 +232,5 @@ func runModelsPhase(ctx context.Context, phase, data, memoryLimit string, stderr
 		fmt.Fprintf(stderr, "  %s %s: %d flagged, %.1f s\n", phase, m.Name, t.Flagged, t.Total)
 		res.Models = append(res.Models, t)
 	}
-	res.Seconds = time.Since(start).Seconds()
 	return res, nil
 }
