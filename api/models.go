@@ -136,16 +136,13 @@ func (s *Server) previewModel(c echo.Context) error {
 		sum := sha256.Sum256([]byte(req.SQL))
 		detail = fmt.Sprintf("draft sha256 %x:\n%s", sum, req.SQL)
 	}
-	ctx := context.WithoutCancel(c.Request().Context())
-	if user(c).MasksPersonalData() {
-		p = p.Masked()
-		if pr.Draft != nil {
-			if err := s.Casebook.Audit(ctx, user(c), "draft", "preview "+name, int64(shown), detail); err != nil {
-				return err
-			}
-		}
-	} else if shown > 0 || pr.Draft != nil {
-		if err := s.Casebook.Audit(ctx, user(c), "view", "preview "+name, int64(shown), detail); err != nil {
+	masked := user(c).MasksPersonalData()
+	action := "view"
+	if masked {
+		p, action = p.Masked(), "draft"
+	}
+	if pr.Draft != nil || !masked && shown > 0 {
+		if err := s.Casebook.Audit(context.WithoutCancel(c.Request().Context()), user(c), action, "preview "+name, int64(shown), detail); err != nil {
 			return err
 		}
 	}

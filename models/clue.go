@@ -43,9 +43,8 @@ type Clue struct {
 // 620102********123X and names as 张*, in the fields, the narrative and the
 // evidence.
 func (c Clue) Masked() Clue {
-	names := []string{c.PersonName}
-	c.Narrative = personid.MaskIn(MaskText(c.Narrative, names...), c.PersonID)
-	c.Evidence = json.RawMessage(personid.MaskIn(MaskText(string(c.Evidence), names...), c.PersonID))
+	c.Narrative = maskPerson(c.Narrative, c.PersonID, c.PersonName)
+	c.Evidence = json.RawMessage(maskPerson(string(c.Evidence), c.PersonID, c.PersonName))
 	c.PersonID = personid.Mask(c.PersonID)
 	c.PersonName = personid.MaskName(c.PersonName)
 	return c

@@ -144,3 +144,10 @@ func MaskText(text string, names ...string) string {
 	}
 	return text
 }
+
+// maskPerson masks free text about one person for a reader who sees
+// personal data masked: every valid ID and the name (MaskText), and the
+// person's birth date wherever it stands on its own (personid.MaskIn).
+func maskPerson(text, id, name string) string {
+	return personid.MaskIn(MaskText(text, name), id)
+}

@@ -138,7 +138,7 @@ func (p *Preview) Masked() *Preview {
 func maskFlagged(in []Flagged) []Flagged {
 	out := make([]Flagged, len(in))
 	for i, f := range in {
-		f.Evidence = json.RawMessage(personid.MaskIn(MaskText(string(f.Evidence), f.PersonName), f.PersonID))
+		f.Evidence = json.RawMessage(maskPerson(string(f.Evidence), f.PersonID, f.PersonName))
 		f.PersonID, f.PersonName = personid.Mask(f.PersonID), personid.MaskName(f.PersonName)
 		out[i] = f
 	}

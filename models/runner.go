@@ -124,9 +124,11 @@ func (r *Runner) Run(ctx context.Context, conn *sql.Conn, m *Model, opt RunOptio
 
 // identRe is what a temp table or excluded table may be called: the names
 // are pasted into SQL (identifiers cannot be bound), so only plain ones pass.
-var codeRe = regexp.MustCompile(`^[a-z][a-z0-9_]{0,39}$`)
-
 var identRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,2}$`)
+
+// codeRe is what a reason code looks like: an undeclared reason that does
+// is named in the error (a typo), any other text is not.
+var codeRe = regexp.MustCompile(`^[a-z][a-z0-9_]{0,39}$`)
 
 // Flag runs the model's query with vals bound into the temp table `table`
 // (settlement_id, reason, evidence) and returns how many rows it flagged.
