@@ -58,6 +58,7 @@ type testEnv struct {
 	client   *http.Client
 	cancel   context.CancelFunc
 	served   chan error
+	sandbox  *jobs.Sandbox
 
 	batch      int64  // the batch the first run published
 	otherCity  string // another city with leads in it
@@ -74,6 +75,9 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	if jobs.IsSandboxChild() {
+		jobs.SandboxMain() // previews run their drafts in this binary, started again
+	}
 	// The models' fixture runs (behind every preview) log at info.
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	code := m.Run()
@@ -125,7 +129,8 @@ func setup() (_ *testEnv, err error) {
 	if _, err := synth.Generate(ctx, synth.Options{Out: inbox, Seed: 7, Settlements: 5000, Bad: true}); err != nil {
 		return nil, fmt.Errorf("generate: %w", err)
 	}
-	if e.store, err = store.Open(ctx, store.Options{Dir: e.dir + "/data", MemoryLimit: "2GB", Threads: 2}); err != nil {
+	if e.store, err = store.Open(ctx, store.Options{Dir: e.dir + "/data", MemoryLimit: "2GB", Threads: 2,
+		Files: []string{inbox, e.dir + "/data/sandbox"}}); err != nil {
 		return nil, err
 	}
 	ms, err := models.Load(models.Embedded())
@@ -137,7 +142,9 @@ func setup() (_ *testEnv, err error) {
 	e.cb = casebook.New(e.store.DB)
 	e.cb.TmpDir = e.dir
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	e.pipeline = &jobs.Pipeline{Store: e.store, Casebook: e.cb, Catalog: cat, Inbox: inbox, Log: log}
+	e.sandbox = &jobs.Sandbox{Snapshot: &jobs.Snapshot{Store: e.store, Dir: e.dir + "/data/sandbox", KeyFile: e.dir + "/pseudonym.key", Log: log},
+		Scratch: e.dir + "/data/tmp", Log: log}
+	e.pipeline = &jobs.Pipeline{Store: e.store, Casebook: e.cb, Catalog: cat, Inbox: inbox, Log: log, Snapshot: e.sandbox.Snapshot}
 	out, err := e.pipeline.Run(ctx, "cli", "api-test")
 	if out.BatchID == 0 || out.Batch.Clues == 0 {
 		return nil, fmt.Errorf("pipeline: batch %d with %d clues, status %s: %v", out.BatchID, out.Batch.Clues, out.Status, err)
@@ -192,7 +199,7 @@ func setup() (_ *testEnv, err error) {
 	srvCtx, cancel := context.WithCancel(ctx)
 	e.cancel = cancel
 	e.srv = api.New(api.Config{Store: e.store, Casebook: e.cb, Runs: serverRuns{p: e.pipeline, ctx: srvCtx},
-		Models: api.Models{Catalog: cat, Previewer: &jobs.Previewer{Store: e.store, Catalog: cat}}, Log: log})
+		Models: api.Models{Catalog: cat, Previewer: &jobs.Previewer{Store: e.store, Casebook: e.cb, Catalog: cat, Sandbox: e.sandbox}}, Log: log})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err

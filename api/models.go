@@ -1,9 +1,6 @@
 package api
 
 import (
-	"context"
-	"crypto/sha256"
-	"fmt"
 	"net/http"
 	"strings"
 
@@ -115,36 +112,11 @@ func (s *Server) previewModel(c echo.Context) error {
 		if err != nil {
 			return err
 		}
-		pr.Draft = draft
+		pr.Draft, pr.SQL = draft, req.SQL
 	}
-	p, err := s.Models.Previewer.Preview(c.Request().Context(), pr)
+	p, err := s.Models.Previewer.Preview(c.Request().Context(), user(c), pr)
 	if err != nil {
 		return err
-	}
-	// What the reader sees of persons: the top clues and the samples of
-	// settlements the draft adds or drops (p.Clues may be 0 while they show).
-	shown := len(p.TopClues)
-	if p.Diff != nil {
-		shown += len(p.Diff.AddedSample) + len(p.Diff.RemovedSample)
-	}
-	// A draft is SQL of the caller's own over every feed: masks cover what
-	// the shipped output columns show, not what a crafted query could carry
-	// out in them, so each draft run is audited with its text (a modeler's
-	// as "draft", an unmasked reader's with the view it is).
-	detail := ""
-	if pr.Draft != nil {
-		sum := sha256.Sum256([]byte(req.SQL))
-		detail = fmt.Sprintf("draft sha256 %x:\n%s", sum, req.SQL)
-	}
-	masked := user(c).MasksPersonalData()
-	action := "view"
-	if masked {
-		p, action = p.Masked(), "draft"
-	}
-	if pr.Draft != nil || !masked && shown > 0 {
-		if err := s.Casebook.Audit(context.WithoutCancel(c.Request().Context()), user(c), action, "preview "+name, int64(shown), detail); err != nil {
-			return err
-		}
 	}
 	return c.JSON(http.StatusOK, p)
 }

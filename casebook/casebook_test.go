@@ -3,6 +3,7 @@ package casebook
 import (
 	"context"
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
@@ -17,7 +18,7 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	s, err := store.Open(context.Background(), store.Options{Dir: t.TempDir(), MemoryLimit: "1GB", Threads: 2})
+	s, err := store.Open(context.Background(), store.Options{Dir: t.TempDir(), MemoryLimit: "1GB", Threads: 2, Files: []string{os.TempDir()}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -298,9 +298,12 @@ func (p *plan) targetColumns() (cols, exprs []string) {
 	case "residents":
 		cols = append(cols, "hukou_city", "hukou_lat", "hukou_lon")
 		exprs = append(exprs, q("_city_hukou_region"), q("_seat_lat_hukou_region"), q("_seat_lon_hukou_region"))
+		cols, exprs = personFacts(cols, exprs)
 	case "floating":
 		cols = append(cols, "city_code")
 		exprs = append(exprs, q("_city_region_code"))
+	case "settlements":
+		cols, exprs = personFacts(cols, exprs)
 	case "locations":
 		lat, lon := point("point", "region_code")
 		cols = append(cols, "city_code", "point_lat", "point_lon")
@@ -309,6 +312,19 @@ func (p *plan) targetColumns() (cols, exprs []string) {
 	cols = append(cols, "delivery_id")
 	exprs = append(exprs, "CAST(? AS BIGINT)")
 	return cols, exprs
+}
+
+// personFacts adds what the person's ID says as columns of their own (the
+// region of the ID, the birth year, the sex), from the 17 digits already
+// computed as a number: the sandbox's pseudonymized people keep them, so
+// models read them here too (sql/0006_feeds.sql).
+func personFacts(cols, exprs []string) ([]string, []string) {
+	n := q("_n_person_id")
+	return append(cols, "id_region", "birth_year", "sex"),
+		append(exprs,
+			fmt.Sprintf("lpad(CAST(%s // 100000000000 AS VARCHAR), 6, '0')", n),
+			fmt.Sprintf("CAST(%s // 10000000 %% 10000 AS INTEGER)", n),
+			fmt.Sprintf("CASE WHEN %s %% 2 = 1 THEN 'M' ELSE 'F' END", n))
 }
 
 func sqlType(c feeds.Column) string {

@@ -19,7 +19,7 @@ import (
 
 func openStore(t *testing.T) *store.Store {
 	t.Helper()
-	s, err := store.Open(context.Background(), store.Options{Dir: t.TempDir(), MemoryLimit: "2GB", Threads: 2})
+	s, err := store.Open(context.Background(), store.Options{Dir: t.TempDir(), MemoryLimit: "2GB", Threads: 2, Files: []string{os.TempDir()}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,6 +30,9 @@ type Pipeline struct {
 	Now      func() time.Time // suppression clock for the models; time.Now when nil
 	// ProgressEvery is how often a running run logs its progress; 10 s when 0.
 	ProgressEvery time.Duration
+	// Snapshot, when set, is refreshed after the loads, so that drafts read
+	// what the night brought.
+	Snapshot *Snapshot
 
 	mu      sync.Mutex
 	running *runLog
@@ -252,6 +255,10 @@ func (p *Pipeline) run(ctx context.Context, rl *runLog) Outcome {
 	if ctx.Err() != nil {
 		return finish(RunInterrupted, ctx.Err())
 	}
+	p.refreshSnapshot(ctx, rl, log)
+	if ctx.Err() != nil {
+		return finish(RunInterrupted, ctx.Err())
+	}
 
 	// 2. Models, on one connection: their temp tables are read by publish.
 	conn, err := p.Store.DB.Conn(ctx)
@@ -318,6 +325,21 @@ func (p *Pipeline) run(ctx context.Context, rl *runLog) Outcome {
 		return finish(RunPartial, fmt.Errorf("deliveries failed: %s", strings.Join(names, ", ")))
 	}
 	return finish(RunSucceeded, nil)
+}
+
+// refreshSnapshot brings the drafts' snapshot up to date with the loads. A
+// failure is the step's, not the run's: the night's clues do not depend
+// on the drafts' copy.
+func (p *Pipeline) refreshSnapshot(ctx context.Context, rl *runLog, log *slog.Logger) {
+	if p.Snapshot == nil {
+		return
+	}
+	no, start := rl.begin(ctx, "sandbox", "drafts' pseudonymized snapshot", 0)
+	r, err := p.Snapshot.Refresh(ctx)
+	if err != nil && ctx.Err() == nil {
+		log.Error("sandbox snapshot", "err", err)
+	}
+	rl.end(ctx, no, start, stepStatus(err), r.Rows, err)
 }
 
 func stepStatus(err error) string {

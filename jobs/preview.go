@@ -1,13 +1,22 @@
 // This file is the one preview engine behind `collider models preview`, the
 // API and the pages: a draft model (another SQL text and/or other
-// parameters) run against the loaded data, publishing nothing, compared
-// with the live version.
+// parameters) run in the sandbox against the loaded data, publishing
+// nothing, compared with the live version. It gathers what the casebook
+// says of the model (settlements issued, suppressions, outcomes), has the
+// sandbox run the draft, and shows the result as the reader may see it:
+// people as tokens for a modeler, turned back into ID numbers and names
+// for a reader who may see personal data. Every preview of draft SQL and
+// every preview that shows people in clear is audited here.
 package jobs
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/json"
 	"fmt"
+	"strings"
+	"time"
 
 	"collider/casebook"
 	"collider/models"
@@ -29,8 +38,12 @@ func NewTester() *models.Tester { return &models.Tester{Load: FixtureLoader} }
 
 // Previewer runs previews.
 type Previewer struct {
-	Store   *store.Store
-	Catalog *models.Catalog
+	Store    *store.Store
+	Casebook *casebook.Casebook
+	Catalog  *models.Catalog
+	Sandbox  *Sandbox
+	// Now is the suppression clock; time.Now when nil.
+	Now func() time.Time
 }
 
 // PreviewRequest says what to preview.
@@ -39,6 +52,8 @@ type PreviewRequest struct {
 	Draft  *models.Model     // nil: the live model, with Params
 	Params map[string]string // overrides of the draft's defaults
 	Sample int
+	// SQL is the draft's text as the reader gave it, for the audit.
+	SQL string
 }
 
 // ParseDraft parses a draft model's text for the live model name; its
@@ -61,10 +76,10 @@ func (p *Previewer) ParseDraft(name, file string, text []byte) (*models.Model, e
 	return m, nil
 }
 
-// Preview runs the draft against the loaded data. The draft's query must
-// have the right shape; failing fixtures are reported, not fatal: the
-// modeler is still deciding. Figures are unmasked; mask for the reader.
-func (p *Previewer) Preview(ctx context.Context, req PreviewRequest) (*models.Preview, error) {
+// Preview runs the draft in the sandbox against the loaded data, for the
+// reader who. The draft's query must have the right shape; failing
+// fixtures are reported, not fatal: the modeler is still deciding.
+func (p *Previewer) Preview(ctx context.Context, who casebook.User, req PreviewRequest) (*models.Preview, error) {
 	live, err := p.Catalog.Model(req.Model)
 	if err != nil {
 		return nil, casebook.Errorf(casebook.ENOTFOUND, "%v", err)
@@ -76,39 +91,202 @@ func (p *Previewer) Preview(ctx context.Context, req PreviewRequest) (*models.Pr
 	if _, err := draft.Values(req.Params); err != nil {
 		return nil, casebook.Errorf(casebook.EINVALID, "%v", err)
 	}
-	verdicts, err := NewTester().Validate(ctx, draft)
+	sreq := sandboxRequest{Draft: TextOf(draft), Params: req.Params, Sample: req.Sample, Now: p.now(), Precision: true}
+	lt := TextOf(live)
+	sreq.Live = &lt
+	if err := p.casebookFor(ctx, live.Name, &sreq); err != nil {
+		return nil, err
+	}
+	pv, err := p.Sandbox.run(ctx, sreq)
 	if err != nil {
 		return nil, err
 	}
-	if v := verdicts[0]; v.Err != nil && len(v.Cases) == 0 {
-		return nil, casebook.Errorf(casebook.EINVALID, "%v", v.Err)
+	if !who.MasksPersonalData() {
+		if err := p.reidentify(ctx, pv); err != nil {
+			return nil, err
+		}
 	}
-	conn, err := p.Store.DB.Conn(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close()
-	defer dropTemp(context.WithoutCancel(ctx), conn)
-	opt := models.PreviewOptions{Draft: draft, Params: req.Params, Live: live, Sample: req.Sample}
-	opt.Exclude = "casebook.issued"
-	if opt.Outcomes, err = outcomesTable(ctx, conn, live.Name); err != nil {
-		return nil, err
-	}
-	pv, err := (&models.Runner{}).Preview(ctx, conn, opt)
-	if err != nil {
-		return nil, casebook.Errorf(casebook.EINVALID, "%v", err)
-	}
-	pv.Tests = verdicts[0].Cases
-	return pv, nil
+	return pv, p.audit(ctx, who, req, pv)
 }
 
-// outcomesTable makes a temp table of the model's settlements already
-// investigated (confirmed or dismissed), for the preview's precision.
-func outcomesTable(ctx context.Context, conn *sql.Conn, model string) (string, error) {
-	if _, err := conn.ExecContext(ctx, `CREATE OR REPLACE TEMP TABLE preview_outcomes AS
-		SELECT i.settlement_id, l.outcome FROM casebook.issued i JOIN casebook.leads l ON l.lead_id = i.clue_id
-		WHERE i.model = ? AND l.outcome IN ('confirmed', 'dismissed')`, model); err != nil {
-		return "", fmt.Errorf("preview outcomes: %w", err)
+func (p *Previewer) now() time.Time {
+	if p.Now != nil {
+		return p.Now()
 	}
-	return "preview_outcomes", nil
+	return time.Now()
+}
+
+// casebookFor gathers what the casebook says of the model, people as the
+// sandbox knows them (tokens).
+func (p *Previewer) casebookFor(ctx context.Context, model string, req *sandboxRequest) error {
+	db := p.Store.DB
+	var err error
+	if req.Issued, err = strings1(ctx, db, "SELECT settlement_id FROM casebook.issued WHERE model = ?", model); err != nil {
+		return fmt.Errorf("preview: issued: %w", err)
+	}
+	rows, err := db.QueryContext(ctx, `SELECT s.kind, coalesce(s.model, ''), coalesce(v.token, ''), coalesce(s.institution_id, '')
+		FROM casebook.suppressions s LEFT JOIN pseudonyms v ON v.person_id = s.person_id
+		WHERE s.revoked_at IS NULL AND (s.expires_at IS NULL OR s.expires_at > ?)
+		  AND (s.person_id IS NULL OR v.token IS NOT NULL)`, casebook.DBTime(req.Now))
+	if err != nil {
+		return fmt.Errorf("preview: suppressions: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var su models.Suppression
+		if err := rows.Scan(&su.Kind, &su.Model, &su.PersonID, &su.InstitutionID); err != nil {
+			return err
+		}
+		req.Suppressions = append(req.Suppressions, su)
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	orows, err := db.QueryContext(ctx, `SELECT i.settlement_id, l.outcome FROM casebook.issued i JOIN casebook.leads l ON l.lead_id = i.clue_id
+		WHERE i.model = ? AND l.outcome IN ('confirmed', 'dismissed')`, model)
+	if err != nil {
+		return fmt.Errorf("preview: outcomes: %w", err)
+	}
+	defer orows.Close()
+	req.Outcomes = []models.Outcome{}
+	for orows.Next() {
+		var o models.Outcome
+		if err := orows.Scan(&o.SettlementID, &o.Outcome); err != nil {
+			return err
+		}
+		req.Outcomes = append(req.Outcomes, o)
+	}
+	return orows.Err()
+}
+
+func strings1(ctx context.Context, db *sql.DB, q string, args ...any) ([]string, error) {
+	rows, err := db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []string{}
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
+
+// reidentify turns the tokens of the people a preview shows back into ID
+// numbers and names, through the vault, for a reader who may see them.
+func (p *Previewer) reidentify(ctx context.Context, pv *models.Preview) error {
+	var tokens, settlements []string
+	for _, c := range pv.TopClues {
+		tokens = append(tokens, c.PersonID)
+	}
+	if pv.Diff != nil {
+		for _, f := range append(append([]models.Flagged{}, pv.Diff.AddedSample...), pv.Diff.RemovedSample...) {
+			tokens, settlements = append(tokens, f.PersonID), append(settlements, f.SettlementID)
+		}
+	}
+	if len(tokens) == 0 {
+		return nil
+	}
+	type person struct{ id, name string }
+	people := map[string]person{}
+	rows, err := p.Store.DB.QueryContext(ctx, `SELECT v.token, v.person_id, coalesce(r.name, '')
+		FROM pseudonyms v LEFT JOIN residents r ON r.person_id = v.person_id
+		WHERE v.token IN (SELECT unnest(CAST(? AS VARCHAR[])))`, tokens)
+	if err != nil {
+		return fmt.Errorf("preview: people: %w", err)
+	}
+	for rows.Next() {
+		var tok string
+		var pr person
+		if err := rows.Scan(&tok, &pr.id, &pr.name); err != nil {
+			rows.Close()
+			return err
+		}
+		people[tok] = pr
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	// The name on the settlement itself, where it has one.
+	named, err := settlementNames(ctx, p.Store.DB, settlements)
+	if err != nil {
+		return err
+	}
+	clear := func(text string) string {
+		for tok, pr := range people {
+			text = strings.ReplaceAll(text, tok, pr.id)
+		}
+		return text
+	}
+	for i, c := range pv.TopClues {
+		pr := people[c.PersonID]
+		c.Narrative, c.Evidence = clear(c.Narrative), json.RawMessage(clear(string(c.Evidence)))
+		c.PersonID, c.PersonName = pr.id, pr.name
+		pv.TopClues[i] = c
+	}
+	if pv.Diff != nil {
+		for _, sample := range [][]models.Flagged{pv.Diff.AddedSample, pv.Diff.RemovedSample} {
+			for i, f := range sample {
+				pr := people[f.PersonID]
+				f.Evidence = json.RawMessage(clear(string(f.Evidence)))
+				f.PersonID, f.PersonName = pr.id, pr.name
+				if n := named[f.SettlementID]; n != "" {
+					f.PersonName = n
+				}
+				sample[i] = f
+			}
+		}
+	}
+	return nil
+}
+
+func settlementNames(ctx context.Context, db *sql.DB, ids []string) (map[string]string, error) {
+	out := map[string]string{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	rows, err := db.QueryContext(ctx, `SELECT settlement_id, person_name FROM settlements
+		WHERE person_name IS NOT NULL AND settlement_id IN (SELECT unnest(CAST(? AS VARCHAR[])))`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("preview: names: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, name string
+		if err := rows.Scan(&id, &name); err != nil {
+			return nil, err
+		}
+		out[id] = name
+	}
+	return out, rows.Err()
+}
+
+// audit writes what the preview showed: a draft's SQL whoever ran it (a
+// modeler's as "draft": tokens cover what the output shows, and what the
+// query was is kept for the province to read), and a clear view of people
+// as a "view".
+func (p *Previewer) audit(ctx context.Context, who casebook.User, req PreviewRequest, pv *models.Preview) error {
+	shown := len(pv.TopClues)
+	if pv.Diff != nil {
+		shown += len(pv.Diff.AddedSample) + len(pv.Diff.RemovedSample)
+	}
+	detail := ""
+	if req.Draft != nil {
+		sum := sha256.Sum256([]byte(req.SQL))
+		detail = fmt.Sprintf("draft sha256 %x:\n%s", sum, req.SQL)
+	}
+	masked := who.MasksPersonalData()
+	action := "view"
+	if masked {
+		action = "draft"
+	}
+	if req.Draft == nil && (masked || shown == 0) {
+		return nil
+	}
+	return p.Casebook.Audit(context.WithoutCancel(ctx), who, action, "preview "+req.Model, int64(shown), detail)
 }

@@ -39,6 +39,7 @@ import (
 // Suite is a model's fixture file.
 type Suite struct {
 	File        string
+	Text        string                     // the file as read, so that a draft's cases can travel with it
 	RowDefaults map[string]map[string]Cell // feed → column → value
 	Defaults    map[string][]Row           // feed → rows loaded in every case
 	Cases       []Case
@@ -79,7 +80,7 @@ func ParseSuite(file string, text []byte) (*Suite, error) {
 	if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
 		return nil, fail(1, "a fixture file is a mapping with cases:")
 	}
-	s := &Suite{File: file, RowDefaults: map[string]map[string]Cell{}, Defaults: map[string][]Row{}}
+	s := &Suite{File: file, Text: string(text), RowDefaults: map[string]map[string]Cell{}, Defaults: map[string][]Row{}}
 	top := doc.Content[0]
 	for i := 0; i+1 < len(top.Content); i += 2 {
 		k, v := top.Content[i], top.Content[i+1]

@@ -35,7 +35,7 @@ func newTester(t *testing.T) *models.Tester {
 
 func openStore(t *testing.T) *store.Store {
 	t.Helper()
-	s, err := store.Open(context.Background(), store.Options{Dir: t.TempDir(), MemoryLimit: "1GB", Threads: 2})
+	s, err := store.Open(context.Background(), store.Options{Dir: t.TempDir(), MemoryLimit: "1GB", Threads: 2, Files: []string{os.TempDir()}})
 	if err != nil {
 		t.Fatal(err)
 	}

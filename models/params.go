@@ -6,6 +6,7 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -231,4 +232,31 @@ type unknownParamError struct{ name string }
 
 func (e *unknownParamError) Error() string {
 	return fmt.Sprintf("$%s is not a declared parameter (declare it under params: in the header)", e.name)
+}
+
+// oneQuery refuses a model whose text is not exactly one SELECT query, as
+// DuckDB's own parser reads it (json_serialize_sql parses and runs
+// nothing). It runs before the text is prepared: preparing several
+// statements runs every one but the last.
+func oneQuery(ctx context.Context, conn *sql.Conn, m *Model) error {
+	var doc string
+	if err := conn.QueryRowContext(ctx, "SELECT CAST(json_serialize_sql(CAST(? AS VARCHAR)) AS VARCHAR)", "SELECT * FROM ("+m.SQL+"\n) AS model_rows").Scan(&doc); err != nil {
+		return fmt.Errorf("model %s: parse: %w", m.Name, err)
+	}
+	var parsed struct {
+		Error      bool              `json:"error"`
+		ErrorType  string            `json:"error_type"`
+		Statements []json.RawMessage `json:"statements"`
+	}
+	if err := json.Unmarshal([]byte(doc), &parsed); err != nil {
+		return fmt.Errorf("model %s: parse: %w", m.Name, err)
+	}
+	if parsed.Error && parsed.ErrorType == "parser" {
+		return nil // a syntax error: preparing reports it with its line, running nothing
+	}
+	if parsed.Error || len(parsed.Statements) != 1 {
+		return &FileError{File: m.File, Line: m.queryLine,
+			Err: errors.New("a model is one SELECT query; other statements (COPY, ATTACH, SET, LOAD, INSTALL, PRAGMA …) and several statements are not allowed")}
+	}
+	return nil
 }

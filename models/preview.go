@@ -24,18 +24,36 @@ type PreviewOptions struct {
 	// Live is the version running now, compared with its defaults; nil
 	// leaves out the difference.
 	Live *Model
-	// Exclude, optional, is the table of settlements already issued
-	// (model, settlement_id), as for a run: then the clue figures are what
-	// the next run would issue.
-	Exclude string
-	// Outcomes, optional, names a table or view (settlement_id, outcome) of
-	// the model's settlements already investigated, outcome confirmed or
-	// dismissed: the preview then reports precision on them.
-	Outcomes string
+	// The casebook as the next run would meet it, given as data: a preview
+	// runs in a sandbox that reaches no casebook table, and these tables are
+	// made only after the draft's query has run, so that it cannot read them.
+	//
+	// Issued are the model's settlements already issued (left out of the
+	// clues, as in a run); Suppressions the active ones; Outcomes the
+	// model's settlements already investigated, for the precision (nil:
+	// no precision).
+	Issued       []string
+	Suppressions []Suppression
+	Outcomes     []Outcome
 	// Sample is how many added and removed settlements to show; 10 when 0.
 	Sample int
 	// Top is how many clues to show, best score first; 5 when 0.
 	Top int
+}
+
+// Suppression is an active suppression as a run applies it: a person, an
+// institution, or a (model, person) pair.
+type Suppression struct {
+	Kind          string `json:"kind"`
+	Model         string `json:"model,omitempty"`
+	PersonID      string `json:"person_id,omitempty"`
+	InstitutionID string `json:"institution_id,omitempty"`
+}
+
+// Outcome is an investigated settlement: confirmed or dismissed.
+type Outcome struct {
+	SettlementID string `json:"settlement_id"`
+	Outcome      string `json:"outcome"`
 }
 
 // Preview is what a modeler needs to decide whether a draft goes live.
@@ -158,11 +176,37 @@ func (r *Runner) Preview(ctx context.Context, conn *sql.Conn, opt PreviewOptions
 	if opt.Top <= 0 {
 		opt.Top = 5
 	}
-	if opt.Outcomes != "" && !identRe.MatchString(opt.Outcomes) {
-		return nil, fmt.Errorf("preview: outcomes table %q is not an identifier", opt.Outcomes)
-	}
-	run, err := r.Run(ctx, conn, opt.Draft, RunOptions{Params: opt.Params, Exclude: opt.Exclude, Prefix: "draft"})
+	vals, err := opt.Draft.Values(opt.Params)
 	if err != nil {
+		return nil, err
+	}
+	base := "draft_" + opt.Draft.Name
+	run := &Run{Model: opt.Draft.Name, Version: Version(opt.Draft, vals), Params: vals, FlagTable: base + "_flagged"}
+	if run.Flagged, err = r.Flag(ctx, conn, opt.Draft, vals, run.FlagTable); err != nil {
+		return nil, err
+	}
+	liveTable := ""
+	var liveFlagged int64
+	if opt.Live != nil {
+		liveVals, err := opt.Live.Values(nil)
+		if err != nil {
+			return nil, err
+		}
+		if Version(opt.Live, liveVals) == run.Version {
+			liveTable, liveFlagged = run.FlagTable, run.Flagged // the draft is the live version
+		} else {
+			liveTable = "live_" + opt.Live.Name + "_flagged"
+			if liveFlagged, err = r.Flag(ctx, conn, opt.Live, liveVals, liveTable); err != nil {
+				return nil, fmt.Errorf("preview: live version: %w", err)
+			}
+		}
+	}
+	// The casebook's tables, now that no query of the draft's runs any more
+	// (its severity rules and narrative, run below, see only the clues).
+	if err := casebookTables(ctx, conn, opt); err != nil {
+		return nil, err
+	}
+	if err := r.group(ctx, conn, opt.Draft, vals, run, RunOptions{Exclude: "preview_issued", Suppressions: "preview_suppressions"}, base); err != nil {
 		return nil, err
 	}
 	p := &Preview{
@@ -196,18 +240,9 @@ func (r *Runner) Preview(ctx context.Context, conn *sql.Conn, opt PreviewOptions
 		return nil, err
 	}
 
-	liveTable := ""
 	if opt.Live != nil {
-		liveVals, err := opt.Live.Values(nil)
-		if err != nil {
-			return nil, err
-		}
-		p.LiveVersion = Version(opt.Live, liveVals)
-		liveTable = "live_" + opt.Live.Name + "_flagged"
-		d := &Diff{}
-		if d.LiveFlagged, err = r.Flag(ctx, conn, opt.Live, liveVals, liveTable); err != nil {
-			return nil, fmt.Errorf("preview: live version: %w", err)
-		}
+		p.LiveVersion = Version(opt.Live, mustValues(opt.Live))
+		d := &Diff{LiveFlagged: liveFlagged}
 		if err := conn.QueryRowContext(ctx, fmt.Sprintf(`SELECT
 				count(*) FILTER (WHERE l.settlement_id IS NULL),
 				count(*) FILTER (WHERE d.settlement_id IS NULL),
@@ -226,15 +261,15 @@ func (r *Runner) Preview(ctx context.Context, conn *sql.Conn, opt PreviewOptions
 		p.Diff = d
 	}
 
-	if opt.Outcomes != "" {
+	if opt.Outcomes != nil {
 		pr := &Precision{}
 		q := `SELECT count(*) FILTER (WHERE o.outcome = 'confirmed'), count(*) FILTER (WHERE o.outcome = 'dismissed')
 			FROM %s f JOIN %s o ON o.settlement_id = f.settlement_id`
-		if err := conn.QueryRowContext(ctx, fmt.Sprintf(q, run.FlagTable, opt.Outcomes)).Scan(&pr.Draft.Confirmed, &pr.Draft.Dismissed); err != nil {
+		if err := conn.QueryRowContext(ctx, fmt.Sprintf(q, run.FlagTable, "preview_outcomes")).Scan(&pr.Draft.Confirmed, &pr.Draft.Dismissed); err != nil {
 			return nil, fmt.Errorf("preview: precision: %w", err)
 		}
 		if liveTable != "" {
-			if err := conn.QueryRowContext(ctx, fmt.Sprintf(q, liveTable, opt.Outcomes)).Scan(&pr.Live.Confirmed, &pr.Live.Dismissed); err != nil {
+			if err := conn.QueryRowContext(ctx, fmt.Sprintf(q, liveTable, "preview_outcomes")).Scan(&pr.Live.Confirmed, &pr.Live.Dismissed); err != nil {
 				return nil, fmt.Errorf("preview: precision: %w", err)
 			}
 		}
@@ -242,6 +277,53 @@ func (r *Runner) Preview(ctx context.Context, conn *sql.Conn, opt PreviewOptions
 	}
 	p.Seconds = time.Since(start).Seconds()
 	return p, nil
+}
+
+// casebookTables makes the temp tables preview_issued (model,
+// settlement_id), preview_suppressions and preview_outcomes from the data
+// the options carry, each list bound as one parameter.
+func casebookTables(ctx context.Context, conn *sql.Conn, opt PreviewOptions) error {
+	var kinds, smodels, persons, insts, outSettlements, outcomes []string
+	for _, su := range opt.Suppressions {
+		kinds, smodels = append(kinds, su.Kind), append(smodels, su.Model)
+		persons, insts = append(persons, su.PersonID), append(insts, su.InstitutionID)
+	}
+	for _, o := range opt.Outcomes {
+		outSettlements, outcomes = append(outSettlements, o.SettlementID), append(outcomes, o.Outcome)
+	}
+	steps := []struct {
+		sql  string
+		args []any
+	}{
+		{`CREATE OR REPLACE TEMP TABLE preview_issued AS
+			SELECT CAST(? AS VARCHAR) AS model, unnest(CAST(? AS VARCHAR[])) AS settlement_id`, []any{opt.Draft.Name, nonNil(opt.Issued)}},
+		{`CREATE OR REPLACE TEMP TABLE preview_suppressions AS
+			SELECT unnest(CAST(? AS VARCHAR[])) AS kind, nullif(unnest(CAST(? AS VARCHAR[])), '') AS model,
+			       nullif(unnest(CAST(? AS VARCHAR[])), '') AS person_id, nullif(unnest(CAST(? AS VARCHAR[])), '') AS institution_id,
+			       CAST(NULL AS TIMESTAMP) AS expires_at, CAST(NULL AS TIMESTAMP) AS revoked_at`,
+			[]any{nonNil(kinds), nonNil(smodels), nonNil(persons), nonNil(insts)}},
+		{`CREATE OR REPLACE TEMP TABLE preview_outcomes AS
+			SELECT unnest(CAST(? AS VARCHAR[])) AS settlement_id, unnest(CAST(? AS VARCHAR[])) AS outcome`,
+			[]any{nonNil(outSettlements), nonNil(outcomes)}},
+	}
+	for _, st := range steps {
+		if _, err := conn.ExecContext(ctx, st.sql, st.args...); err != nil {
+			return fmt.Errorf("preview: casebook tables: %w", err)
+		}
+	}
+	return nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func mustValues(m *Model) Values {
+	v, _ := m.Values(nil)
+	return v
 }
 
 func counts(ctx context.Context, conn *sql.Conn, q string) ([]Count, error) {

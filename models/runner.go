@@ -66,6 +66,10 @@ type RunOptions struct {
 	// Prefix of the temp tables; "run" when empty. Two runs of one model on
 	// one connection (a preview's draft and live) need different prefixes.
 	Prefix string
+	// Suppressions names the table of suppressions (the casebook's columns
+	// kind, model, person_id, institution_id, expires_at, revoked_at);
+	// casebook.suppressions when empty.
+	Suppressions string
 }
 
 // Run is the outcome of running one model: counts, and the temp tables on
@@ -113,7 +117,7 @@ func (r *Runner) Run(ctx context.Context, conn *sql.Conn, m *Model, opt RunOptio
 		return nil, err
 	}
 	run.FlagSeconds = time.Since(start).Seconds()
-	if err := r.group(ctx, conn, m, vals, run, opt.Exclude, base); err != nil {
+	if err := r.group(ctx, conn, m, vals, run, opt, base); err != nil {
 		return nil, err
 	}
 	run.Seconds = time.Since(start).Seconds()
@@ -137,6 +141,9 @@ var codeRe = regexp.MustCompile(`^[a-z][a-z0-9_]{0,39}$`)
 func (r *Runner) Flag(ctx context.Context, conn *sql.Conn, m *Model, vals Values, table string) (int64, error) {
 	if !identRe.MatchString(table) {
 		return 0, fmt.Errorf("models: table name %q is not an identifier", table)
+	}
+	if err := oneQuery(ctx, conn, m); err != nil {
+		return 0, err
 	}
 	// The model's text starts on the statement's first line, so DuckDB's
 	// LINE n is the file's line n.
@@ -190,12 +197,19 @@ func (r *Runner) Flag(ctx context.Context, conn *sql.Conn, m *Model, vals Values
 }
 
 // group joins the rows of run.FlagTable back to the settlements, marks the
-// ones already issued (exclude, optional) and suppressed, and groups the
+// ones already issued (opt.Exclude, optional) and suppressed, and groups the
 // rest into clues in temp tables base_rows, base_clues and
 // base_clue_settlements; it fills run's counts and table names.
-func (r *Runner) group(ctx context.Context, conn *sql.Conn, m *Model, vals Values, run *Run, exclude, base string) error {
+func (r *Runner) group(ctx context.Context, conn *sql.Conn, m *Model, vals Values, run *Run, opt RunOptions, base string) error {
+	exclude, suppressions := opt.Exclude, opt.Suppressions
+	if suppressions == "" {
+		suppressions = "casebook.suppressions"
+	}
 	if exclude != "" && !identRe.MatchString(exclude) {
 		return fmt.Errorf("models: excluded table %q is not an identifier", exclude)
+	}
+	if !identRe.MatchString(suppressions) {
+		return fmt.Errorf("models: suppressions table %q is not an identifier", suppressions)
 	}
 	if !identRe.MatchString(base) || !identRe.MatchString(run.FlagTable) {
 		return fmt.Errorf("models: temp table name %q is not an identifier", base)
@@ -216,7 +230,7 @@ func (r *Runner) group(ctx context.Context, conn *sql.Conn, m *Model, vals Value
 	// A suppression holds from its creation until it expires or is revoked;
 	// the clock is bound so that tests and reruns can fix it. Uncorrelated
 	// IN lists become hash semi-joins, whatever the number of flags.
-	active := `SELECT * FROM casebook.suppressions WHERE revoked_at IS NULL
+	active := `SELECT * FROM ` + suppressions + ` WHERE revoked_at IS NULL
 		AND (expires_at IS NULL OR expires_at > CAST($collider_now AS TIMESTAMP))`
 	rows := fmt.Sprintf(`CREATE OR REPLACE TEMP TABLE %[1]s AS
 WITH active AS (%[4]s)

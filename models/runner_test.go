@@ -298,12 +298,9 @@ func TestPreview_ShowsCountsByCityAndTheDiffFromLive(t *testing.T) {
 	c := conn(t, s)
 	ctx := context.Background()
 	live := model(t, "deceased_claims")
-	if _, err := c.ExecContext(ctx, `CREATE TEMP TABLE outcomes AS SELECT * FROM (VALUES
-		('S1', 'confirmed'), ('S4', 'dismissed'), ('S5', 'dismissed')) t(settlement_id, outcome)`); err != nil {
-		t.Fatal(err)
-	}
+	outcomes := []models.Outcome{{"S1", "confirmed"}, {"S4", "dismissed"}, {"S5", "dismissed"}}
 	p, err := newRunner().Preview(ctx, c, models.PreviewOptions{
-		Draft: live, Live: live, Params: map[string]string{"grace_days": "5"}, Outcomes: "outcomes"})
+		Draft: live, Live: live, Params: map[string]string{"grace_days": "5"}, Outcomes: outcomes})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,6 +42,10 @@ type Tester struct {
 	// Close: opening one (migrations, regions) costs about half a second.
 	// Without it each Validate opens and removes its own.
 	Keep bool
+	// Store holds the scratch store's limits (MemoryLimit, Threads, Lock);
+	// 1GB and 2 threads when empty. The scratch store holds the feeds only,
+	// and reads and writes files only in its own directory.
+	Store store.Options
 
 	sc *scratch
 }
@@ -155,13 +159,29 @@ func (t *Tester) openScratch(ctx context.Context) (*scratch, error) {
 		}
 		dir, cleanup = d, func() { os.RemoveAll(d) }
 	}
-	s, err := store.Open(ctx, store.Options{Dir: filepath.Join(dir, "store"), MemoryLimit: "1GB", Threads: 2})
+	opts := t.Store
+	if opts.MemoryLimit == "" {
+		opts.MemoryLimit = "1GB"
+	}
+	if opts.Threads == 0 {
+		opts.Threads = 2
+	}
+	opts.Dir, opts.Files, opts.FeedsOnly = filepath.Join(dir, "store"), []string{dir}, true
+	s, err := store.Open(ctx, opts)
 	if err != nil {
 		cleanup()
 		return nil, fmt.Errorf("fixtures: scratch store: %w", err)
 	}
 	conn, err := s.DB.Conn(ctx)
+	if err == nil {
+		// Fixture cases suppress nobody; the runner reads an empty table.
+		_, err = conn.ExecContext(ctx, `CREATE TEMP TABLE fixture_suppressions (kind VARCHAR, model VARCHAR, person_id VARCHAR,
+			institution_id VARCHAR, expires_at TIMESTAMP, revoked_at TIMESTAMP)`)
+	}
 	if err != nil {
+		if conn != nil {
+			conn.Close()
+		}
 		s.Close()
 		cleanup()
 		return nil, fmt.Errorf("fixtures: %w", err)
@@ -187,7 +207,7 @@ func (t *Tester) checkShape(ctx context.Context, sc *scratch, m *Model) error {
 	if err := sc.reset(ctx); err != nil {
 		return err
 	}
-	if _, err := t.Runner.Run(ctx, sc.conn, m, RunOptions{Prefix: "check"}); err != nil {
+	if _, err := t.Runner.Run(ctx, sc.conn, m, RunOptions{Prefix: "check", Suppressions: "fixture_suppressions"}); err != nil {
 		return err
 	}
 	return nil
@@ -199,6 +219,9 @@ var WantColumns = []string{"settlement_id", "reason", "evidence"}
 // CheckQuery prepares the model's query on conn (without running it) and
 // checks its columns and parameters. Errors name the model file and line.
 func CheckQuery(ctx context.Context, conn *sql.Conn, m *Model) error {
+	if err := oneQuery(ctx, conn, m); err != nil {
+		return err
+	}
 	stmt := "SELECT * FROM (" + m.SQL + "\n) AS model_rows"
 	info, err := describe(ctx, conn, stmt)
 	if err != nil {
@@ -269,7 +292,7 @@ func typeName(t duckdb.Type) string {
 // reset empties the feed tables, so that each case starts from a fresh
 // store without paying for a new one (migrations, regions).
 func (sc *scratch) reset(ctx context.Context) error {
-	tables := append(feeds.Names(), "rejects", "deliveries", "casebook.suppressions")
+	tables := append(feeds.Names(), "rejects", "deliveries")
 	for _, tb := range tables {
 		if _, err := sc.conn.ExecContext(ctx, "DELETE FROM "+tb); err != nil {
 			return fmt.Errorf("fixtures: reset %s: %w", tb, err)
@@ -340,7 +363,7 @@ func (t *Tester) runCase(ctx context.Context, sc *scratch, m *Model, c Case, n i
 		return err
 	}
 
-	run, err := t.Runner.Run(ctx, sc.conn, m, RunOptions{Params: c.Params, Prefix: "fixture"})
+	run, err := t.Runner.Run(ctx, sc.conn, m, RunOptions{Params: c.Params, Prefix: "fixture", Suppressions: "fixture_suppressions"})
 	if err != nil {
 		return err
 	}
@@ -533,4 +556,37 @@ func missingEvidence(tmpl, evidence string) []string {
 		}
 	}
 	return out
+}
+
+// caseResultJSON is a CaseResult on the wire: the error as its text.
+type caseResultJSON struct {
+	Model   string  `json:"model"`
+	Case    string  `json:"case"`
+	File    string  `json:"file"`
+	Line    int     `json:"line"`
+	Passed  bool    `json:"passed"`
+	Error   string  `json:"error,omitempty"`
+	Seconds float64 `json:"seconds"`
+}
+
+// MarshalJSON writes the case with its error as text.
+func (c CaseResult) MarshalJSON() ([]byte, error) {
+	w := caseResultJSON{Model: c.Model, Case: c.Case, File: c.File, Line: c.Line, Passed: c.Err == nil, Seconds: c.Seconds}
+	if c.Err != nil {
+		w.Error = c.Err.Error()
+	}
+	return json.Marshal(w)
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (c *CaseResult) UnmarshalJSON(b []byte) error {
+	var w caseResultJSON
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	*c = CaseResult{Model: w.Model, Case: w.Case, File: w.File, Line: w.Line, Seconds: w.Seconds}
+	if w.Error != "" {
+		c.Err = errors.New(w.Error)
+	}
+	return nil
 }

@@ -12,7 +12,9 @@
 package store
 
 import (
+	"bytes"
 	"context"
+	"encoding/csv"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -48,6 +50,17 @@ type Options struct {
 	TempDir     string // spill directory; default DIR/tmp
 	MaxTempSize string // max_temp_directory_size; default DuckDB's (90% of free disk)
 	ReadOnly    bool
+	// Files are the directories the database may read and write files in:
+	// the inbox, a delivery loaded by hand, the drafts' snapshot. Nothing
+	// else: external access is off, so that no SQL this instance runs (a
+	// live model included) reaches another file.
+	Files []string
+	// FeedsOnly opens the feeds database without the casebook: a scratch
+	// store for fixture cases, which must hold nothing but fixture rows.
+	FeedsOnly bool
+	// Lock locks the configuration once the store is open: no SQL can
+	// change a setting (memory, threads, paths) afterwards. For sandboxes.
+	Lock bool
 }
 
 // Store is the one owner of the DuckDB database.
@@ -85,6 +98,11 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	}
 	feedsPath := filepath.Join(opts.Dir, Feeds+".duckdb")
 	casebookPath := filepath.Join(opts.Dir, Casebook+".duckdb")
+	files, err := allowedDirs(opts.Files)
+	if err != nil {
+		return nil, err
+	}
+	opts.Files = files
 	settings := []string{
 		fmt.Sprintf("SET GLOBAL memory_limit = '%s'", sqlString(opts.MemoryLimit)),
 		fmt.Sprintf("SET GLOBAL threads = %d", opts.Threads),
@@ -95,9 +113,29 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if opts.MaxTempSize != "" {
 		settings = append(settings, fmt.Sprintf("SET GLOBAL max_temp_directory_size = '%s'", sqlString(opts.MaxTempSize)))
 	}
-	attach := fmt.Sprintf("ATTACH IF NOT EXISTS '%s' AS %s", sqlString(casebookPath), Casebook)
-	if opts.ReadOnly {
-		attach += " (READ_ONLY)"
+	var attach []string
+	if !opts.FeedsOnly {
+		a := fmt.Sprintf("ATTACH IF NOT EXISTS '%s' AS %s", sqlString(casebookPath), Casebook)
+		if opts.ReadOnly {
+			a += " (READ_ONLY)"
+		}
+		attach = append(attach, a)
+	}
+	// The directories files may be read from, then external access off:
+	// DuckDB refuses to change either once it is off (nor can SQL turn it
+	// back on), and the attachment above is made before.
+	var lockdown []string
+	if len(opts.Files) > 0 {
+		quoted := make([]string, len(opts.Files))
+		for i, d := range opts.Files {
+			quoted[i] = "'" + sqlString(d) + "'"
+		}
+		lockdown = append(lockdown, "SET GLOBAL allowed_directories = ["+strings.Join(quoted, ", ")+"]")
+	}
+	lockdown = append(lockdown, "SET GLOBAL enable_external_access = false",
+		"SET GLOBAL autoinstall_known_extensions = false", "SET GLOBAL autoload_known_extensions = false")
+	if opts.Lock {
+		lockdown = append(lockdown, "SET GLOBAL lock_configuration = true")
 	}
 	dsn := feedsPath
 	if opts.ReadOnly {
@@ -111,7 +149,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 			return nil
 		}
 		first = false
-		for _, q := range append(settings, attach) {
+		for _, q := range append(append(settings, attach...), lockdown...) {
 			if _, err := execer.ExecContext(ctx, q, nil); err != nil {
 				return fmt.Errorf("%s: %w", q, err)
 			}
@@ -132,12 +170,28 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, openError(opts.Dir, opts.Dir, err)
 	}
 	if !opts.ReadOnly {
-		if err := s.migrate(ctx); err != nil {
+		if err := s.migrate(ctx, opts.FeedsOnly); err != nil {
 			s.Close()
 			return nil, err
 		}
 	}
 	return s, nil
+}
+
+// allowedDirs makes the directories absolute, as DuckDB compares them.
+func allowedDirs(dirs []string) ([]string, error) {
+	var out []string
+	for _, d := range dirs {
+		if d == "" {
+			continue
+		}
+		abs, err := filepath.Abs(d)
+		if err != nil {
+			return nil, fmt.Errorf("store: %w", err)
+		}
+		out = append(out, abs)
+	}
+	return out, nil
 }
 
 // openError says plainly when another process holds the store.
@@ -235,10 +289,21 @@ func loadMigrations(fsys fs.FS) ([]migration, error) {
 // migrate applies every migration not yet recorded in its database, each in
 // its own transaction, and refuses a store that knows migrations this binary
 // does not.
-func (s *Store) migrate(ctx context.Context) error {
+func (s *Store) migrate(ctx context.Context, feedsOnly bool) error {
 	ms, err := loadMigrations(schema.Files)
 	if err != nil {
 		return fmt.Errorf("store: %w", err)
+	}
+	dbs := []string{Feeds, Casebook}
+	if feedsOnly {
+		dbs = dbs[:1]
+		var feedsMs []migration
+		for _, m := range ms {
+			if m.database == Feeds {
+				feedsMs = append(feedsMs, m)
+			}
+		}
+		ms = feedsMs
 	}
 	known := map[string]int{}
 	for _, m := range ms {
@@ -250,7 +315,7 @@ func (s *Store) migrate(ctx context.Context) error {
 	}
 	defer conn.Close()
 	applied := map[string]map[int]bool{}
-	for _, db := range []string{Feeds, Casebook} {
+	for _, db := range dbs {
 		if _, err := conn.ExecContext(ctx, fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s.schema_migrations (
 			version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL, duckdb_version VARCHAR NOT NULL)`, db)); err != nil {
 			return fmt.Errorf("store: %s: %w", db, err)
@@ -301,7 +366,7 @@ func (s *Store) apply(ctx context.Context, conn *sql.Conn, m migration) error {
 		return fmt.Errorf("store: migration %s: %w", m.name, err)
 	}
 	if m.database == Feeds && strings.Contains(m.sql, "CREATE TABLE regions") {
-		if err := seedRegions(ctx, tx, s.opts.TempDir); err != nil {
+		if err := seedRegions(ctx, tx); err != nil {
 			return fmt.Errorf("store: migration %s: %w", m.name, err)
 		}
 	}
@@ -314,24 +379,29 @@ func (s *Store) apply(ctx context.Context, conn *sql.Conn, m migration) error {
 
 // seedRegions loads the shipped regions and builds region_lookup: every
 // 6-digit code under a known province, resolved county → city → province.
-func seedRegions(ctx context.Context, tx *sql.Tx, tmpDir string) error {
-	f, err := os.CreateTemp(tmpDir, "regions-*.csv")
+// The rows are bound as lists, not read from a file: the store reads no
+// file but deliveries.
+func seedRegions(ctx context.Context, tx *sql.Tx) error {
+	rows, err := csv.NewReader(bytes.NewReader(regions.CSV())).ReadAll()
 	if err != nil {
-		return err
+		return fmt.Errorf("seed regions: %w", err)
 	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(regions.CSV()); err != nil {
-		f.Close()
-		return err
+	cols := make([][]string, 8)
+	for _, r := range rows[1:] {
+		for i := range cols {
+			cols[i] = append(cols[i], r[i])
+		}
 	}
-	if err := f.Close(); err != nil {
-		return err
+	args := make([]any, len(cols))
+	for i, c := range cols {
+		args[i] = c
 	}
 	steps := []string{
-		`INSERT INTO regions SELECT code, name, level, nullif(parent, ''), province, nullif(city, ''), lon, lat
-		   FROM read_csv(?, header = true, all_varchar = false,
-		        columns = {'code': 'VARCHAR', 'name': 'VARCHAR', 'level': 'VARCHAR', 'parent': 'VARCHAR',
-		                   'province': 'VARCHAR', 'city': 'VARCHAR', 'lon': 'DOUBLE', 'lat': 'DOUBLE'})`,
+		`INSERT INTO regions
+		 SELECT code, name, level, nullif(parent, ''), province, nullif(city, ''), CAST(nullif(lon, '') AS DOUBLE), CAST(nullif(lat, '') AS DOUBLE)
+		 FROM (SELECT unnest(CAST(? AS VARCHAR[])) AS code, unnest(CAST(? AS VARCHAR[])) AS name, unnest(CAST(? AS VARCHAR[])) AS level,
+		              unnest(CAST(? AS VARCHAR[])) AS parent, unnest(CAST(? AS VARCHAR[])) AS province, unnest(CAST(? AS VARCHAR[])) AS city,
+		              unnest(CAST(? AS VARCHAR[])) AS lon, unnest(CAST(? AS VARCHAR[])) AS lat)`,
 		// Placeholder rows (市辖区, 县) have no point: take the parent's, twice for chains.
 		`UPDATE regions SET lon = p.lon, lat = p.lat FROM regions p WHERE regions.lon IS NULL AND p.code = regions.parent`,
 		`UPDATE regions SET lon = p.lon, lat = p.lat FROM regions p WHERE regions.lon IS NULL AND p.code = regions.parent`,
@@ -350,11 +420,11 @@ func seedRegions(ctx context.Context, tx *sql.Tx, tmpDir string) error {
 		 JOIN regions r3 ON r3.code = substr(c.code, 1, 2) || '0000'`,
 	}
 	for i, q := range steps {
-		var args []any
+		var bound []any
 		if i == 0 {
-			args = []any{f.Name()}
+			bound = args
 		}
-		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+		if _, err := tx.ExecContext(ctx, q, bound...); err != nil {
 			return fmt.Errorf("seed regions: %w", err)
 		}
 	}

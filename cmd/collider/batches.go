@@ -26,11 +26,11 @@ func cliUser() casebook.User {
 func cmdBatches(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("batches", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cfg, err := parseWithConfig(fs, args, (*Config).storeFlagsOf)
+	cfg, err := parseWithConfig(fs, args, (*Config).storeFlags)
 	if err != nil {
 		return 2
 	}
-	s, err := openConfigured(ctx, cfg)
+	s, err := openStore(ctx, cfg)
 	if err != nil {
 		fmt.Fprintln(stderr, "collider batches:", err)
 		return 1
@@ -68,7 +68,7 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	model := fs.String("model", "", "only this model's clues")
 	city := fs.String("city", "", "only this city's clues")
 	severity := fs.String("severity", "", "only this severity")
-	cfg, err := parseWithConfig(fs, args, (*Config).storeFlagsOf)
+	cfg, err := parseWithConfig(fs, args, (*Config).storeFlags)
 	if err != nil {
 		return 2
 	}
@@ -80,7 +80,7 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintln(stderr, "collider export:", err)
 		return 2
 	}
-	s, err := openConfigured(ctx, cfg)
+	s, err := openStore(ctx, cfg)
 	if err != nil {
 		fmt.Fprintln(stderr, "collider export:", err)
 		return 1

@@ -150,7 +150,7 @@ func runLoadPhase(ctx context.Context, phase, inbox, work, memoryLimit string, t
 	res := phaseResult{Phase: phase}
 	switch phase {
 	case "collider":
-		s, err := openStoreThreads(ctx, work, memoryLimit, threads)
+		s, err := openStore(ctx, Config{Data: work, MemoryLimit: memoryLimit, Threads: threads}, inbox)
 		if err != nil {
 			return res, err
 		}

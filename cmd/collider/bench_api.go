@@ -62,7 +62,7 @@ func benchAPI(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	cfg := defaultConfig()
 	cfg.Data, cfg.MemoryLimit, cfg.Inbox = filepath.Join(*dir, "data"), *memoryLimit, small
-	s, err := openConfigured(ctx, cfg)
+	s, err := openStore(ctx, cfg)
 	if err != nil {
 		return fail(err)
 	}

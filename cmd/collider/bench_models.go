@@ -55,7 +55,7 @@ func benchModels(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		return 0
 	}
 	if *inbox != "" {
-		s, err := openStore(ctx, *data, *memoryLimit)
+		s, err := openStore(ctx, Config{Data: *data, MemoryLimit: *memoryLimit}, *inbox)
 		if err != nil {
 			return fail(err)
 		}
@@ -110,7 +110,7 @@ func benchModels(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		}
 	}
 	var rows struct{ settlements, persons, locations int64 }
-	if s, err := openStore(ctx, *data, *memoryLimit); err == nil {
+	if s, err := openStore(ctx, Config{Data: *data, MemoryLimit: *memoryLimit}); err == nil {
 		s.DB.QueryRowContext(ctx, "SELECT (SELECT count(*) FROM settlements), (SELECT count(*) FROM residents), (SELECT count(*) FROM locations)").
 			Scan(&rows.settlements, &rows.persons, &rows.locations)
 		s.Close()
@@ -179,7 +179,7 @@ func (p *modelsPhase) keepBest(r modelsPhase) {
 // runModelsPhase runs every embedded model once, by hand or through the runner.
 func runModelsPhase(ctx context.Context, phase, data, memoryLimit string, stderr io.Writer) (modelsPhase, error) {
 	res := modelsPhase{Phase: phase}
-	s, err := openStore(ctx, data, memoryLimit)
+	s, err := openStore(ctx, Config{Data: data, MemoryLimit: memoryLimit})
 	if err != nil {
 		return res, err
 	}

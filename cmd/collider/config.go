@@ -32,11 +32,18 @@ type Config struct {
 	TokenFile     string        `yaml:"token_file"`     // COLLIDER_TOKEN_FILE, --token-file (the client's token)
 	Server        string        `yaml:"server"`         // COLLIDER_SERVER, --server (the client's server URL)
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"` // COLLIDER_SHUTDOWN_GRACE, --shutdown-grace
+	// The drafts' sandbox.
+	PseudonymKey     string        `yaml:"pseudonym_key"`      // COLLIDER_PSEUDONYM_KEY, --pseudonym-key (default DATA/pseudonym.key)
+	DraftTimeout     time.Duration `yaml:"draft_timeout"`      // COLLIDER_DRAFT_TIMEOUT, --draft-timeout
+	DraftMemoryLimit string        `yaml:"draft_memory_limit"` // COLLIDER_DRAFT_MEMORY_LIMIT, --draft-memory-limit
+	DraftThreads     int           `yaml:"draft_threads"`      // COLLIDER_DRAFT_THREADS, --draft-threads
 }
 
 func defaultConfig() Config {
+	lim := jobs.SandboxLimits{}.WithDefaults()
 	return Config{Schedule: jobs.DefaultSchedule, Addr: ":8080", DueDaysHigh: 30, DueDaysOther: 60,
-		ShutdownGrace: 30 * time.Second, Server: "http://127.0.0.1:8080"}
+		ShutdownGrace: 30 * time.Second, Server: "http://127.0.0.1:8080",
+		DraftTimeout: lim.Timeout, DraftMemoryLimit: lim.MemoryLimit, DraftThreads: lim.Threads}
 }
 
 // loadConfig merges the defaults, the file named by --config or
@@ -90,17 +97,22 @@ func loadConfig(args []string) (Config, error) {
 	str("COLLIDER_TEMP_DIR", &cfg.TempDir)
 	str("COLLIDER_TOKEN_FILE", &cfg.TokenFile)
 	str("COLLIDER_SERVER", &cfg.Server)
-	for name, p := range map[string]*int{"COLLIDER_THREADS": &cfg.Threads, "COLLIDER_DUE_DAYS_HIGH": &cfg.DueDaysHigh, "COLLIDER_DUE_DAYS_OTHER": &cfg.DueDaysOther} {
+	str("COLLIDER_PSEUDONYM_KEY", &cfg.PseudonymKey)
+	str("COLLIDER_DRAFT_MEMORY_LIMIT", &cfg.DraftMemoryLimit)
+	for name, p := range map[string]*int{"COLLIDER_THREADS": &cfg.Threads, "COLLIDER_DUE_DAYS_HIGH": &cfg.DueDaysHigh,
+		"COLLIDER_DUE_DAYS_OTHER": &cfg.DueDaysOther, "COLLIDER_DRAFT_THREADS": &cfg.DraftThreads} {
 		if err := num(name, p); err != nil {
 			return cfg, err
 		}
 	}
-	if v := os.Getenv("COLLIDER_SHUTDOWN_GRACE"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			return cfg, fmt.Errorf("COLLIDER_SHUTDOWN_GRACE=%q: %w", v, err)
+	for name, p := range map[string]*time.Duration{"COLLIDER_SHUTDOWN_GRACE": &cfg.ShutdownGrace, "COLLIDER_DRAFT_TIMEOUT": &cfg.DraftTimeout} {
+		if v := os.Getenv(name); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				return cfg, fmt.Errorf("%s=%q: %w", name, v, err)
+			}
+			*p = d
 		}
-		cfg.ShutdownGrace = d
 	}
 	return cfg, nil
 }
@@ -114,8 +126,13 @@ func (c *Config) storeFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.TempDir, "temp-dir", c.TempDir, "where DuckDB spills when a query outgrows the memory limit (default DATA/tmp; env COLLIDER_TEMP_DIR)")
 }
 
-// storeFlagsOf is storeFlags in the shape parseWithConfig takes.
-func (c *Config) storeFlagsOf(fs *flag.FlagSet) { c.storeFlags(fs) }
+// draftFlags registers the settings of the drafts' sandbox.
+func (c *Config) draftFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.PseudonymKey, "pseudonym-key", c.PseudonymKey, "the key that makes the people of the drafts' sandbox tokens, created 0600 on first start (default DATA/pseudonym.key; env COLLIDER_PSEUDONYM_KEY)")
+	fs.DurationVar(&c.DraftTimeout, "draft-timeout", c.DraftTimeout, "how long a draft model may run in the sandbox (env COLLIDER_DRAFT_TIMEOUT)")
+	fs.StringVar(&c.DraftMemoryLimit, "draft-memory-limit", c.DraftMemoryLimit, "a draft's DuckDB memory limit (env COLLIDER_DRAFT_MEMORY_LIMIT)")
+	fs.IntVar(&c.DraftThreads, "draft-threads", c.DraftThreads, "a draft's DuckDB threads (env COLLIDER_DRAFT_THREADS)")
+}
 
 // serviceFlags registers the settings of the service (serve, run).
 func (c *Config) serviceFlags(fs *flag.FlagSet) {
@@ -124,6 +141,7 @@ func (c *Config) serviceFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Models, "models", c.Models, "read the models from this directory (env COLLIDER_MODELS)")
 	fs.IntVar(&c.DueDaysHigh, "due-days-high", c.DueDaysHigh, "days a city has for a high-severity lead (env COLLIDER_DUE_DAYS_HIGH)")
 	fs.IntVar(&c.DueDaysOther, "due-days-other", c.DueDaysOther, "days a city has for other leads (env COLLIDER_DUE_DAYS_OTHER)")
+	c.draftFlags(fs)
 }
 
 func (c *Config) validate() error {
@@ -132,6 +150,9 @@ func (c *Config) validate() error {
 	}
 	if c.DueDaysHigh <= 0 || c.DueDaysOther <= 0 {
 		return fmt.Errorf("due days must be positive")
+	}
+	if c.DraftTimeout <= 0 || c.DraftThreads <= 0 {
+		return fmt.Errorf("draft_timeout and draft_threads must be positive")
 	}
 	return nil
 }

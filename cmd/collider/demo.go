@@ -53,15 +53,16 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(err)
 	}
-	s, err := openStore(ctx, data, *memoryLimit)
+	cfg := defaultConfig()
+	cfg.Data, cfg.MemoryLimit = data, *memoryLimit
+	cfg.Inbox, cfg.Schedule, cfg.ShutdownGrace = inbox, "off", 10*time.Second
+	s, err := openStore(ctx, cfg)
 	if err != nil {
 		return fail(err)
 	}
 	defer s.Close()
-	cfg := defaultConfig()
-	cfg.Inbox, cfg.Schedule, cfg.ShutdownGrace = inbox, "off", 10*time.Second
 	cb := newCasebook(s, cfg)
-	p := &jobs.Pipeline{Store: s, Casebook: cb, Catalog: cat, Inbox: inbox}
+	p := &jobs.Pipeline{Store: s, Casebook: cb, Catalog: cat, Inbox: inbox, Snapshot: newSandbox(s, cfg).Snapshot}
 	out, _ := runWithProgress(ctx, p, stderr)
 	printRunSummary(stdout, out)
 	if out.BatchID == 0 {

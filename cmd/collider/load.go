@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
@@ -51,7 +53,15 @@ func cmdLoad(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	s, err := openConfigured(ctx, cfg)
+	var byHand []string // the directory of a delivery given by hand
+	if *feed != "" {
+		dir := ds[0].Path
+		if st, err := os.Stat(dir); err == nil && !st.IsDir() {
+			dir = filepath.Dir(dir)
+		}
+		byHand = append(byHand, dir)
+	}
+	s, err := openStore(ctx, cfg, byHand...)
 	if err != nil {
 		fmt.Fprintln(stderr, "collider load:", err)
 		return 1

@@ -1,6 +1,7 @@
 // Command collider is the one binary of the service: it generates synthetic
-// feeds, loads deliveries, runs the models and (in later subcommands) serves
-// the casebook. Each subcommand lives in its own file; this one dispatches.
+// feeds, loads deliveries, runs the models, serves the API and the casebook,
+// and (started again as a child) runs drafts in the sandbox. Each subcommand
+// lives in its own file; this one dispatches.
 package main
 
 import (
@@ -11,12 +12,14 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sort"
 	"strings"
 	"syscall"
 	_ "time/tzdata" // Asia/Shanghai for the schedule, also in an image without a zoneinfo database
 
 	"collider/casebook"
+	"collider/jobs"
 	"collider/store"
 )
 
@@ -44,6 +47,9 @@ func commands() map[string]command {
 }
 
 func main() {
+	if jobs.IsSandboxChild() {
+		jobs.SandboxMain() // a draft's sandbox: this process does nothing else
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
@@ -96,43 +102,34 @@ func logLevel(command string) slog.Level {
 	return l
 }
 
-// openStore opens the store under --data with the operator's memory limit.
-func openStore(ctx context.Context, dataDir, memoryLimit string) (*store.Store, error) {
-	return openStoreThreads(ctx, dataDir, memoryLimit, 0)
-}
-
-func openStoreThreads(ctx context.Context, dataDir, memoryLimit string, threads int) (*store.Store, error) {
-	return store.Open(ctx, store.Options{Dir: dataDir, MemoryLimit: memoryLimit, Threads: threads})
-}
-
-// storeFlags are the store settings of the modelers' commands: --data and
-// --memory-limit over the environment and the COLLIDER_CONFIG file.
-type storeFlags struct {
-	data        string
-	memoryLimit string
-}
-
-func (f *storeFlags) register(fs interface {
-	StringVar(p *string, name, value, usage string)
-}) {
-	cfg, _ := loadConfig(nil)
-	fs.StringVar(&f.data, "data", cfg.Data, "data directory: everything the service keeps (env COLLIDER_DATA)")
-	fs.StringVar(&f.memoryLimit, "memory-limit", cfg.MemoryLimit, "DuckDB memory limit, e.g. 8GB (default 60% of RAM; env COLLIDER_MEMORY_LIMIT)")
-}
-
-func (f *storeFlags) open(ctx context.Context) (*store.Store, error) {
-	if strings.TrimSpace(f.data) == "" {
-		return nil, fmt.Errorf("--data is required")
-	}
-	return openStore(ctx, f.data, f.memoryLimit)
-}
-
-// openConfigured opens the store a configuration names.
-func openConfigured(ctx context.Context, cfg Config) (*store.Store, error) {
+// openStore opens the store a configuration names, with its limits. The
+// store reads files only in the inbox, the drafts' snapshot directory and
+// the extra directories given (a delivery loaded by hand).
+func openStore(ctx context.Context, cfg Config, files ...string) (*store.Store, error) {
 	if strings.TrimSpace(cfg.Data) == "" {
 		return nil, fmt.Errorf("--data is required (or COLLIDER_DATA, or data: in the config file)")
 	}
-	return store.Open(ctx, store.Options{Dir: cfg.Data, MemoryLimit: cfg.MemoryLimit, Threads: cfg.Threads, TempDir: cfg.TempDir})
+	files = append(files, snapshotDir(cfg))
+	if cfg.Inbox != "" {
+		files = append(files, cfg.Inbox)
+	}
+	return store.Open(ctx, store.Options{Dir: cfg.Data, MemoryLimit: cfg.MemoryLimit, Threads: cfg.Threads, TempDir: cfg.TempDir, Files: files})
+}
+
+// snapshotDir holds the drafts' pseudonymized snapshot.
+func snapshotDir(cfg Config) string { return filepath.Join(cfg.Data, "sandbox") }
+
+// newSandbox wires the drafts' snapshot and sandbox over a store.
+func newSandbox(s *store.Store, cfg Config) *jobs.Sandbox {
+	keyFile := cfg.PseudonymKey
+	if keyFile == "" {
+		keyFile = filepath.Join(cfg.Data, "pseudonym.key")
+	}
+	return &jobs.Sandbox{
+		Snapshot: &jobs.Snapshot{Store: s, Dir: snapshotDir(cfg), KeyFile: keyFile},
+		Limits:   jobs.SandboxLimits{Timeout: cfg.DraftTimeout, MemoryLimit: cfg.DraftMemoryLimit, Threads: cfg.DraftThreads},
+		Scratch:  s.Options().TempDir,
+	}
 }
 
 // parseWithConfig loads the configuration and parses a command's flags over it.

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"collider/jobs"
 )
 
 // binary is the real collider, built once for the tests that run it as a
@@ -19,6 +21,9 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
+	if jobs.IsSandboxChild() {
+		jobs.SandboxMain() // previews run in-process start this binary again
+	}
 	// No reaper (it would need a pull) and loopback only, for any test that
 	// reaches Docker through testcontainers.
 	os.Setenv("TESTCONTAINERS_RYUK_DISABLED", "true")

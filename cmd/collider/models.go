@@ -5,7 +5,6 @@ package main
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,6 +15,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"collider/casebook"
 	"collider/jobs"
 	"collider/models"
 	"collider/store"
@@ -289,18 +289,23 @@ func modelsTest(ctx context.Context, args []string, stdout, stderr io.Writer) in
 func modelsPreview(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("models preview", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var sf storeFlags
-	sf.register(fs)
-	dir := fs.String("models", "", "read the live models from this directory")
 	file := fs.String("file", "", "the draft: a model file to run instead of the live version")
 	var sets setFlags
 	fs.Var(&sets, "set", "override a parameter of the draft: name=value (repeatable)")
 	sample := fs.Int("sample", 10, "settlements to show of the added and of the removed")
-	unmasked := fs.Bool("unmasked", false, "show ID numbers and names unmasked (not for the modeler role)")
+	unmasked := fs.Bool("unmasked", false, "show ID numbers and names (the province's view); people are tokens otherwise, as modelers see them")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: collider models preview NAME --data DIR [--file F] [--set key=value ...] [--models DIR]")
 		fs.PrintDefaults()
 	}
+	cfg, err := loadConfig(args)
+	if err != nil {
+		fmt.Fprintln(stderr, "collider models preview:", err)
+		return 2
+	}
+	cfg.storeFlags(fs)
+	cfg.draftFlags(fs)
+	fs.StringVar(&cfg.Models, "models", cfg.Models, "read the live models from this directory (env COLLIDER_MODELS)")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return 2
@@ -317,108 +322,59 @@ func modelsPreview(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err != nil {
 		return fail(err)
 	}
-	cat, err := liveCatalog(ctx, *dir, stderr)
+	cat, err := liveCatalog(ctx, cfg.Models, stderr)
 	if err != nil {
 		return fail(err)
 	}
-	live, err := cat.Model(pos[0])
-	if err != nil {
-		return fail(err)
-	}
-	draft := live
-	if *file != "" {
-		if draft, err = readDraft(*file, live); err != nil {
-			return fail(err)
-		}
-	}
-	if _, err := draft.Values(overrides); err != nil {
-		return fail(err)
-	}
-	// The draft's query must have the right shape; failing fixtures are
-	// shown, not fatal: the modeler is still deciding.
-	verdicts, err := newTester().Validate(ctx, draft)
-	if err != nil {
-		return fail(err)
-	}
-	if v := verdicts[0]; v.Err != nil && len(v.Cases) == 0 {
-		return fail(v.Err)
-	}
-
-	s, err := sf.open(ctx)
+	s, err := openStore(ctx, cfg)
 	if err != nil {
 		return fail(err)
 	}
 	defer s.Close()
-	conn, err := s.DB.Conn(ctx)
+	pv := &jobs.Previewer{Store: s, Casebook: newCasebook(s, cfg), Catalog: cat, Sandbox: newSandbox(s, cfg)}
+	req := jobs.PreviewRequest{Model: pos[0], Params: overrides, Sample: *sample}
+	if *file != "" {
+		if req.Draft, req.SQL, err = readDraft(pv, pos[0], *file); err != nil {
+			return fail(err)
+		}
+	}
+	// The command line is the operator's: as a modeler sees people, or as
+	// the province does with --unmasked, and audited like either.
+	who := casebook.User{Name: "collider models preview", Role: casebook.RoleModeler}
+	if *unmasked {
+		who.Role = casebook.RoleProvince
+	}
+	p, err := pv.Preview(ctx, who, req)
 	if err != nil {
 		return fail(err)
 	}
-	defer conn.Close()
-	opt := models.PreviewOptions{Draft: draft, Params: overrides, Live: live, Sample: *sample}
-	opt.Exclude, opt.Outcomes = casebookHistory(ctx, conn, live.Name)
-	p, err := (&models.Runner{}).Preview(ctx, conn, opt)
-	if err != nil {
-		return fail(err)
-	}
-	p.Tests = verdicts[0].Cases
-	if !*unmasked {
-		p = p.Masked()
+	draft := req.Draft
+	if draft == nil {
+		draft, _ = cat.Model(pos[0])
 	}
 	printPreview(stdout, p, draft, *file)
 	return 0
 }
 
-// readDraft parses a draft model file; its fixtures are the file's sibling
-// NAME.test.yaml if there is one, else the live model's.
-func readDraft(file string, live *models.Model) (*models.Model, error) {
-	d, base := filepath.Split(file)
-	if d == "" {
-		d = "."
-	}
+// readDraft parses a draft model file with the engine's ParseDraft; its
+// fixtures are the file's sibling NAME.test.yaml if there is one, else the
+// live model's.
+func readDraft(pv *jobs.Previewer, name, file string) (*models.Model, string, error) {
 	text, err := os.ReadFile(file)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	m, err := models.Parse(file, text)
+	m, err := pv.ParseDraft(name, file, text)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	if m.Name != live.Name {
-		return nil, fmt.Errorf("%s: the draft is model %q, not %q", file, m.Name, live.Name)
-	}
-	tests := filepath.Join(d, strings.TrimSuffix(base, ".sql")+models.TestsSuffix)
+	tests := strings.TrimSuffix(file, ".sql") + models.TestsSuffix
 	if b, err := os.ReadFile(tests); err == nil {
 		if m.Tests, err = models.ParseSuite(tests, b); err != nil {
-			return nil, err
+			return nil, "", err
 		}
-	} else {
-		m.Tests = live.Tests
 	}
-	return m, nil
-}
-
-// casebookHistory points the preview at what the casebook already holds,
-// when it does: the issued pairs (so clue figures are what the next run
-// would issue) and the outcomes of investigated leads (for precision).
-func casebookHistory(ctx context.Context, conn *sql.Conn, model string) (exclude, outcomes string) {
-	var issued, leads int
-	conn.QueryRowContext(ctx, `SELECT
-		count(*) FILTER (WHERE table_name = 'issued'),
-		count(*) FILTER (WHERE table_name = 'leads')
-		FROM duckdb_tables() WHERE database_name = 'casebook'`).Scan(&issued, &leads)
-	if issued == 0 {
-		return "", ""
-	}
-	exclude = "casebook.issued"
-	if leads == 0 {
-		return exclude, ""
-	}
-	if _, err := conn.ExecContext(ctx, `CREATE OR REPLACE TEMP TABLE preview_outcomes AS
-		SELECT i.settlement_id, l.outcome FROM casebook.issued i JOIN casebook.leads l ON l.lead_id = i.clue_id
-		WHERE i.model = ? AND l.outcome IN ('confirmed', 'dismissed')`, model); err != nil {
-		return exclude, ""
-	}
-	return exclude, "preview_outcomes"
+	return m, string(text), nil
 }
 
 func printPreview(w io.Writer, p *models.Preview, draft *models.Model, file string) {

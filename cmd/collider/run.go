@@ -36,7 +36,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "collider run:", err)
 		return 1
 	}
-	s, err := openConfigured(ctx, cfg)
+	s, err := openStore(ctx, cfg)
 	if err != nil {
 		fmt.Fprintln(stderr, "collider run:", err)
 		return 1
@@ -46,7 +46,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "collider run:", err)
 		return 1
 	}
-	p := &jobs.Pipeline{Store: s, Casebook: newCasebook(s, cfg), Catalog: cat, Inbox: cfg.Inbox}
+	p := &jobs.Pipeline{Store: s, Casebook: newCasebook(s, cfg), Catalog: cat, Inbox: cfg.Inbox, Snapshot: newSandbox(s, cfg).Snapshot}
 	out, err := runWithProgress(ctx, p, stderr)
 	printRunSummary(stderr, out)
 	for _, f := range out.Failed() {

@@ -40,7 +40,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintln(stderr, "collider serve:", err)
 		return 1
 	}
-	s, err := openConfigured(ctx, cfg)
+	s, err := openStore(ctx, cfg)
 	if err != nil {
 		fmt.Fprintln(stderr, "collider serve:", err)
 		return 1
@@ -70,7 +70,9 @@ func serve(ctx context.Context, s *store.Store, cat *models.Catalog, cfg Config,
 		return err
 	}
 	cb := newCasebook(s, cfg)
-	p := &jobs.Pipeline{Store: s, Casebook: cb, Catalog: cat, Inbox: cfg.Inbox, Log: log}
+	sb := newSandbox(s, cfg)
+	sb.Log, sb.Snapshot.Log = log, log
+	p := &jobs.Pipeline{Store: s, Casebook: cb, Catalog: cat, Inbox: cfg.Inbox, Log: log, Snapshot: sb.Snapshot}
 	// Runs live as long as the server, not a request; runCtx ends when the
 	// shutdown begins, so that nothing starts a run after it.
 	runCtx, cancelRuns := context.WithCancel(context.WithoutCancel(ctx))
@@ -86,8 +88,15 @@ func serve(ctx context.Context, s *store.Store, cat *models.Catalog, cfg Config,
 		defer stopSchedule()
 		log.Info("schedule", "spec", sched, "zone", jobs.ScheduleZone, "next", sc.Next().Format(time.RFC3339))
 	}
+	// A store that has no snapshot yet (a new one, or one from before the
+	// sandbox) gets it now, not in a modeler's first request.
+	go func() {
+		if _, err := sb.Snapshot.Refresh(runCtx); err != nil && runCtx.Err() == nil {
+			log.Error("sandbox snapshot", "err", err)
+		}
+	}()
 	srv := api.New(api.Config{Store: s, Casebook: cb, Runs: &serverRuns{p: p, ctx: runCtx}, Log: log,
-		Models: api.Models{Catalog: cat, Previewer: &jobs.Previewer{Store: s, Catalog: cat}}})
+		Models: api.Models{Catalog: cat, Previewer: &jobs.Previewer{Store: s, Casebook: cb, Catalog: cat, Sandbox: sb}}})
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ctx, ln, cfg.ShutdownGrace) }()
 	select {

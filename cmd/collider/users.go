@@ -27,11 +27,11 @@ func cmdUsers(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	role := fs.String("role", "", "role: province, city, modeler or admin")
 	city := fs.String("city", "", "city code for role city, e.g. 620100")
 	name := fs.String("name", "", "the user's name, e.g. 兰州市医保局")
-	cfg, err := parseWithConfig(fs, args[1:], (*Config).storeFlagsOf)
+	cfg, err := parseWithConfig(fs, args[1:], (*Config).storeFlags)
 	if err != nil {
 		return 2
 	}
-	s, err := openConfigured(ctx, cfg)
+	s, err := openStore(ctx, cfg)
 	if err != nil {
 		fmt.Fprintln(stderr, "collider users:", err)
 		return 1
