@@ -143,7 +143,9 @@ func TestSandbox_ModelersSeeTokensHoweverTheDraftSpellsIt(t *testing.T) {
 		if r.status != http.StatusOK {
 			t.Fatalf("%s: %s", as, r)
 		}
-		var p struct{ Diff struct{ AddedSample []sample } }
+		var p struct {
+			Diff struct{ AddedSample []sample }
+		}
 		if err := json.Unmarshal(r.body, &p); err != nil {
 			t.Fatal(err)
 		}

@@ -14,8 +14,8 @@ package store
 import (
 	"bytes"
 	"context"
-	"encoding/csv"
 	"database/sql"
+	"encoding/csv"
 	"errors"
 	"fmt"
 	"io/fs"
