@@ -325,3 +325,27 @@ func labelPairs(m *dto.Metric) []string {
 	}
 	return out
 }
+
+// A scrape whose read of the store fails still answers 200: the state
+// series keep their last good values and the failure is counted.
+func TestMetrics_AStoreReadThatFailsDoesNotFailTheScrape(t *testing.T) {
+	e := newEnv(t)
+	e.firstRun(t)
+	e.scrape(t).check(t, []want{
+		{name: "collider_leads", labels: []string{"city", lanzhou, "status", "new"}, value: 1},
+		{name: "collider_state_read_errors_total", value: 0},
+	})
+	if _, err := e.store.DB.Exec("ALTER TABLE casebook.leads RENAME TO leads_away"); err != nil {
+		t.Fatal(err)
+	}
+	failed := e.scrape(t)
+	if _, err := e.store.DB.Exec("ALTER TABLE casebook.leads_away RENAME TO leads"); err != nil {
+		t.Fatal(err)
+	}
+	failed.check(t, []want{
+		{name: "collider_leads", labels: []string{"city", lanzhou, "status", "new"}, value: 1},
+		{name: "collider_last_batch_clues", value: 2},
+		{name: "collider_runs_total", labels: []string{"trigger", "cli", "status", "partial"}, value: 1},
+		{name: "collider_state_read_errors_total", value: 1},
+	})
+}
