@@ -17,7 +17,8 @@ type Observer interface {
 	// StepFinished: a step (discover, load, model, publish, route) ended
 	// with its status (succeeded, failed), rows and seconds.
 	StepFinished(step, status string, rows int64, seconds float64)
-	// DeliveryFinished: a delivery the run found was loaded, failed or skipped.
+	// DeliveryFinished: a delivery the run found was loaded, failed or
+	// skipped (not one whose load a cancelled run cut short).
 	DeliveryFinished(r LoadResult)
 	// Published: the run's batch was published from these model runs.
 	Published(b casebook.Batch, models []casebook.ModelRun)

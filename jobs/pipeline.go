@@ -246,7 +246,9 @@ func (p *Pipeline) run(ctx context.Context, rl *runLog) Outcome {
 			l := &Loader{Store: p.Store, Log: log, Progress: rl.add}
 			res := l.Load(ctx, d)
 			out.Loads = append(out.Loads, res)
-			p.observer().DeliveryFinished(res)
+			if ctx.Err() == nil { // a load the shutdown cut short is rolled back and tried again, not failed
+				p.observer().DeliveryFinished(res)
+			}
 			status := res.Status
 			if status == StatusLoaded {
 				status = "succeeded"
