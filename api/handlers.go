@@ -392,13 +392,13 @@ func (s *Server) deliveryRejects(c echo.Context) error {
 	n, err := jobs.WriteRejectsCSV(c.Request().Context(), s.Store.DB, id, c.Response())
 	detail := ""
 	if err != nil {
-		s.Log.Warn("rejects download interrupted", "delivery", id, "err", err)
+		s.Log.Warn("rejects download interrupted", "delivery_id", id, "err", err)
 		detail = "interrupted: " + err.Error()
 	}
 	// Audited even when it breaks off (rows went out), and after the client
 	// has gone.
 	if err := s.Casebook.Audit(context.WithoutCancel(c.Request().Context()), user(c), "download", fmt.Sprintf("delivery %d rejects.csv", id), n, detail); err != nil {
-		s.Log.Error("audit of a rejects download failed", "delivery", id, "err", err)
+		s.Log.Error("audit of a rejects download failed", "delivery_id", id, "err", err)
 	}
 	return nil
 }

@@ -30,7 +30,8 @@ func newHTTPMetrics(reg *prometheus.Registry) *httpMetrics {
 	return m
 }
 
-// Registry lets other parts (the pipeline) register their series.
+// Registry is what /metrics serves: the API's series here, and the
+// pipeline's and the store's (package metrics), which cmd registers.
 func (s *Server) Registry() *prometheus.Registry { return s.registry }
 
 // observe counts and times every request by its route pattern (not its

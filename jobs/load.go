@@ -37,6 +37,9 @@ type LoadResult struct {
 	Rows       int64 // rows in the files
 	Loaded     int64
 	Rejected   int64 // rows with at least one bad cell, and earlier duplicates
+	// RejectedBy counts the rejected rows by reason code; a row with bad
+	// cells of two reasons counts under each.
+	RejectedBy map[string]int64
 	Replaced   int64
 	Extra      []string
 	Seconds    float64
@@ -141,7 +144,7 @@ func (l *Loader) Load(ctx context.Context, d Delivery) LoadResult {
 	case err == nil:
 		r.Status, r.DeliveryID = StatusSkipped, prevID
 		r.Note = fmt.Sprintf("same files as delivery %d (%s), %s before", prevID, prevName, prevStatus)
-		log.Info("delivery skipped", "reason", r.Note)
+		log.Info("delivery skipped", "status", StatusSkipped, "note", r.Note)
 		return r
 	case !errors.Is(err, sql.ErrNoRows):
 		r.Status, r.Err = StatusFailed, err
@@ -152,7 +155,7 @@ func (l *Loader) Load(ctx context.Context, d Delivery) LoadResult {
 	if err != nil {
 		r.Status, r.Err = StatusFailed, err
 		l.recordFailure(ctx, &r, start)
-		log.Warn("delivery failed", "err", err)
+		log.Warn("delivery failed", "status", StatusFailed, "err", err)
 		return r
 	}
 	if err := l.load(ctx, d, in, &r, start); err != nil {
@@ -160,11 +163,11 @@ func (l *Loader) Load(ctx context.Context, d Delivery) LoadResult {
 		if ctx.Err() == nil {
 			l.recordFailure(ctx, &r, start)
 		}
-		log.Warn("delivery failed", "err", err)
+		log.Warn("delivery failed", "status", StatusFailed, "err", err)
 		return r
 	}
 	r.Status = StatusLoaded
-	log.Info("delivery loaded", "id", r.DeliveryID, "rows", r.Rows, "loaded", r.Loaded, "rejected", r.Rejected, "replaced", r.Replaced, "seconds", r.Seconds)
+	log.Info("delivery loaded", "status", StatusLoaded, "delivery_id", r.DeliveryID, "rows", r.Rows, "loaded", r.Loaded, "rejected", r.Rejected, "replaced", r.Replaced, "seconds", r.Seconds)
 	return r
 }
 
@@ -203,7 +206,7 @@ func (l *Loader) load(ctx context.Context, d Delivery, in Inspection, r *LoadRes
 			return 0, fmt.Errorf("%s: %s", what, describeDuckDBError(err, files))
 		}
 		n, _ := res.RowsAffected()
-		log.Debug("load step", "step", what, "rows", n, "seconds", time.Since(t0).Seconds())
+		log.Debug("load phase", "phase", what, "rows", n, "seconds", time.Since(t0).Seconds())
 		return n, nil
 	}
 	ours := table + ".delivery_id = $1" // the statements that use it bind the delivery id as $1
@@ -251,7 +254,7 @@ func (l *Loader) load(ctx context.Context, d Delivery, in Inspection, r *LoadRes
 	if err := rows.Err(); err != nil {
 		return err
 	}
-	log.Debug("load step", "step", "find files with bad rows", "rows", len(badFiles), "seconds", time.Since(t0).Seconds())
+	log.Debug("load phase", "phase", "find files with bad rows", "rows", len(badFiles), "seconds", time.Since(t0).Seconds())
 	var badRows int64
 	for _, i := range badFiles {
 		f := files[i]
@@ -338,6 +341,11 @@ func (l *Loader) load(ctx context.Context, d Delivery, in Inspection, r *LoadRes
 	}
 	r.Rejected = badRows + dupRows
 	r.Loaded -= dupRows
+	if r.Rejected > 0 {
+		if r.RejectedBy, err = rejectedByReason(ctx, tx, id); err != nil {
+			return err
+		}
+	}
 
 	// 4. A later delivery wins: earlier rows with the same key are replaced.
 	var earlier bool
@@ -365,6 +373,26 @@ func (l *Loader) load(ctx context.Context, d Delivery, in Inspection, r *LoadRes
 		return err
 	}
 	return tx.Commit()
+}
+
+// rejectedByReason counts a delivery's rejected rows by reason.
+func rejectedByReason(ctx context.Context, tx *sql.Tx, id int64) (map[string]int64, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT reason, count(DISTINCT (file, row_number)) FROM rejects
+		WHERE delivery_id = ? GROUP BY reason`, id)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var reason string
+		var n int64
+		if err := rows.Scan(&reason, &n); err != nil {
+			return nil, err
+		}
+		out[reason] = n
+	}
+	return out, rows.Err()
 }
 
 // recordFailure writes a failed delivery to the ledger, so the province sees

@@ -145,6 +145,12 @@ func TestLoad_EveryRejectReasonIsKept(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("rejects:\n got %v\nwant %v", got, want)
 	}
+	// By reason, a row counts once under each of its reasons (row 12 under three).
+	byReason := map[string]int64{ReasonInvalidPersonID: 2, ReasonMissingValue: 2, ReasonBadTimestamp: 2, ReasonBadEnum: 1,
+		ReasonNegativeAmount: 1, ReasonEndBeforeStart: 1, ReasonUnknownRegion: 2, ReasonInvalidInstitutionID: 1}
+	if fmt.Sprint(res.RejectedBy) != fmt.Sprint(byReason) {
+		t.Fatalf("rejected rows by reason: got %v, want %v", res.RejectedBy, byReason)
+	}
 	var pid, inst, vt, start string
 	if err := s.DB.QueryRow("SELECT person_id, institution_id, visit_type, CAST(visit_start AS VARCHAR) FROM settlements WHERE settlement_id = 'S11'").Scan(&pid, &inst, &vt, &start); err != nil {
 		t.Fatal(err)

@@ -33,6 +33,9 @@ type Pipeline struct {
 	// Snapshot, when set, is refreshed after the loads, so that drafts read
 	// what the night brought.
 	Snapshot *Snapshot
+	// Observer is told of runs, steps, deliveries and batches as they
+	// happen (the Prometheus series); nil: nobody.
+	Observer Observer
 
 	mu      sync.Mutex
 	running *runLog
@@ -79,7 +82,7 @@ func (p *Pipeline) begin(ctx context.Context, trigger, by string) (*runLog, cont
 	if ctx.Err() != nil {
 		return nil, nil, casebook.Errorf(casebook.ECONFLICT, "collider is shutting down; no new run starts")
 	}
-	rl, err := newRunLog(ctx, p.Store.DB, p.log(), trigger, by)
+	rl, err := newRunLog(ctx, p.Store.DB, p.log(), p.observer(), trigger, by)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -204,7 +207,8 @@ func (p *Pipeline) withProgress(ctx context.Context, r *RunRecord) error {
 func (p *Pipeline) run(ctx context.Context, rl *runLog) Outcome {
 	out := Outcome{RunID: rl.id}
 	log := p.log().With("run", rl.id)
-	log.Info("run started")
+	log.Info("run started", "trigger", rl.trigger)
+	p.observer().RunStarted(rl.trigger)
 	every := p.ProgressEvery
 	if every <= 0 {
 		every = 10 * time.Second
@@ -245,6 +249,9 @@ func (p *Pipeline) run(ctx context.Context, rl *runLog) Outcome {
 			l := &Loader{Store: p.Store, Log: log, Progress: rl.add}
 			res := l.Load(ctx, d)
 			out.Loads = append(out.Loads, res)
+			if ctx.Err() == nil { // a load the shutdown cut short is rolled back and tried again, not failed
+				p.observer().DeliveryFinished(res)
+			}
 			status := res.Status
 			if status == StatusLoaded {
 				status = "succeeded"
@@ -303,6 +310,7 @@ func (p *Pipeline) run(ctx context.Context, rl *runLog) Outcome {
 	}
 	out.BatchID, out.Batch = batch.ID, batch
 	rl.end(ctx, no, start, "succeeded", batch.Clues, nil)
+	p.observer().Published(batch, out.Models)
 	dropTemp(ctx, conn)
 
 	no, start = rl.begin(ctx, "route", fmt.Sprintf("batch %d", batch.ID), 0)

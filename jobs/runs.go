@@ -62,22 +62,25 @@ type RunRecord struct {
 // runLog writes a run's records to the casebook as it goes, each write its
 // own small transaction, so that what happened survives whatever follows.
 type runLog struct {
-	db   *sql.DB
-	log  *slog.Logger
-	id   int64
-	mu   sync.Mutex
-	step int
-	prog Progress
+	db      *sql.DB
+	log     *slog.Logger
+	obs     Observer
+	id      int64
+	trigger string
+	mu      sync.Mutex
+	step    int
+	names   []string // of the steps so far, by number - 1
+	prog    Progress
 }
 
-func newRunLog(ctx context.Context, db *sql.DB, log *slog.Logger, trigger, by string) (*runLog, error) {
+func newRunLog(ctx context.Context, db *sql.DB, log *slog.Logger, obs Observer, trigger, by string) (*runLog, error) {
 	var id int64
 	err := db.QueryRowContext(ctx, `INSERT INTO casebook.runs (run_id, trigger, started_by, status, started_at)
 		VALUES (nextval('casebook.run_ids'), ?, ?, 'running', ?) RETURNING run_id`, trigger, by, casebook.DBTime(time.Now())).Scan(&id)
 	if err != nil {
 		return nil, fmt.Errorf("record run: %w", err)
 	}
-	return &runLog{db: db, log: log.With("run", id), id: id}, nil
+	return &runLog{db: db, log: log.With("run", id), obs: obs, id: id, trigger: trigger}, nil
 }
 
 // begin records a step as running and makes it the progress.
@@ -85,12 +88,14 @@ func (l *runLog) begin(ctx context.Context, name, detail string, total int64) (i
 	l.mu.Lock()
 	l.step++
 	no := l.step
+	l.names = append(l.names, name)
 	l.prog = Progress{Step: name, Detail: detail, Total: total}
 	l.mu.Unlock()
 	start := time.Now()
 	l.db.ExecContext(context.WithoutCancel(ctx), `INSERT INTO casebook.run_steps (run_id, step_no, name, detail, status, started_at)
 		VALUES (?, ?, ?, ?, 'running', ?)`, l.id, no, name, nullIfEmpty(detail), casebook.DBTime(start))
-	l.log.Info("step started", "step", no, "name", name, "detail", detail, "rows_total", total)
+	l.log.Info("step started", "step", name, "step_no", no, "detail", detail, "rows_total", total)
+	l.obs.Progress(*l.progress())
 	return no, start
 }
 
@@ -107,7 +112,11 @@ func (l *runLog) end(ctx context.Context, no int, start time.Time, status string
 	if err != nil {
 		level = slog.LevelWarn
 	}
-	l.log.Log(ctx, level, "step finished", "step", no, "status", status, "rows", rows, "seconds", seconds, "err", err)
+	l.mu.Lock()
+	name := l.names[no-1]
+	l.mu.Unlock()
+	l.log.Log(ctx, level, "step finished", "step", name, "step_no", no, "status", status, "rows", rows, "seconds", seconds, "err", err)
+	l.obs.StepFinished(name, status, rows, seconds)
 }
 
 // logProgress writes the running step's progress to the log every period
@@ -136,6 +145,7 @@ func (l *runLog) add(n int64) {
 	l.mu.Lock()
 	l.prog.Done += n
 	l.mu.Unlock()
+	l.obs.Progress(*l.progress())
 }
 
 func (l *runLog) progress() *Progress {
@@ -156,6 +166,7 @@ func (l *runLog) finish(ctx context.Context, status string, batch *int64, err er
 	}
 	l.db.ExecContext(context.WithoutCancel(ctx), `UPDATE casebook.runs SET status = ?, finished_at = ?, batch_id = ?, error = ? WHERE run_id = ?`,
 		status, casebook.DBTime(time.Now()), batch, msg, l.id)
+	l.obs.RunFinished(l.trigger, status)
 }
 
 // MarkInterrupted closes the records of runs a killed process left running.

@@ -64,7 +64,7 @@ func NewSchedule(ctx context.Context, spec string, p *Pipeline, log *slog.Logger
 		var ce *casebook.Error
 		switch {
 		case errors.As(err, &ce) && ce.Code == casebook.ECONFLICT:
-			log.Warn("scheduled run skipped", "reason", ce.Message)
+			log.Warn("scheduled run skipped", "note", ce.Message)
 		case err != nil:
 			log.Error("scheduled run", "run", out.RunID, "status", out.Status, "err", err)
 		default:

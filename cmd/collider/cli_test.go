@@ -92,3 +92,20 @@ func TestConfig_FlagsOverEnvironmentOverFile(t *testing.T) {
 		t.Fatalf("unknown setting: %v", err)
 	}
 }
+
+// The binary carries the shipped alert rules and dashboard, byte for byte.
+func TestCLI_MonitorPrintsTheShippedRulesAndDashboard(t *testing.T) {
+	for what, file := range map[string]string{"alerts": "../../deploy/prometheus/alerts.yml", "dashboard": "../../deploy/grafana/collider.json"} {
+		want, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := collider(t, nil, "monitor", what)
+		if r.code != 0 || r.stdout != string(want) {
+			t.Errorf("monitor %s: exit %d, %d bytes, want the %d of %s", what, r.code, len(r.stdout), len(want), file)
+		}
+	}
+	if r := collider(t, nil, "monitor", "rules"); r.code != 2 || !strings.Contains(r.stderr, "alerts|dashboard") {
+		t.Errorf("monitor rules: exit %d, %s", r.code, r.stderr)
+	}
+}

@@ -130,7 +130,7 @@ func runAndKill(t *testing.T, data, inbox, delivery, target string, took map[str
 		mu.Lock()
 		switch {
 		case strings.Contains(line, `msg="step started"`):
-			curName, curDetail = logField(line, "name"), logField(line, "detail")
+			curName, curDetail = logField(line, "step"), logField(line, "detail")
 			phase := phaseOf(curName, curDetail)
 			if _, seen := began[phase]; phase != "" && !seen {
 				began[phase] = time.Now()

@@ -43,6 +43,7 @@ func commands() map[string]command {
 		"gen":     {"write a synthetic province's feeds, with planted fraud and its truth", cmdGen},
 		"load":    {"load complete deliveries from an inbox, or one path with --feed", cmdLoad},
 		"models":  {"list, show, test and preview the collision models", cmdModels},
+		"monitor": {"print the shipped Prometheus alert rules or Grafana dashboard", cmdMonitor},
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"collider/api"
 	"collider/jobs"
+	"collider/metrics"
 	"collider/models"
 	"collider/store"
 )
@@ -72,7 +73,8 @@ func serve(ctx context.Context, s *store.Store, cat *models.Catalog, cfg Config,
 	cb := newCasebook(s, cfg)
 	sb := newSandbox(s, cfg)
 	sb.Log, sb.Snapshot.Log = log, log
-	p := &jobs.Pipeline{Store: s, Casebook: cb, Catalog: cat, Inbox: cfg.Inbox, Log: log, Snapshot: sb.Snapshot}
+	series := metrics.NewPipeline()
+	p := &jobs.Pipeline{Store: s, Casebook: cb, Catalog: cat, Inbox: cfg.Inbox, Log: log, Snapshot: sb.Snapshot, Observer: series}
 	// Runs live as long as the server, not a request; runCtx ends when the
 	// shutdown begins, so that nothing starts a run after it.
 	runCtx, cancelRuns := context.WithCancel(context.WithoutCancel(ctx))
@@ -97,6 +99,7 @@ func serve(ctx context.Context, s *store.Store, cat *models.Catalog, cfg Config,
 	}()
 	srv := api.New(api.Config{Store: s, Casebook: cb, Runs: &serverRuns{p: p, ctx: runCtx}, Log: log,
 		Models: api.Models{Catalog: cat, Previewer: &jobs.Previewer{Store: s, Casebook: cb, Catalog: cat, Sandbox: sb}}})
+	srv.Registry().MustRegister(series, metrics.NewState(cb, log))
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ctx, ln, cfg.ShutdownGrace) }()
 	select {

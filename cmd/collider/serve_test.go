@@ -144,7 +144,7 @@ func TestServe_SecondTriggerConflictsAndScheduleFires(t *testing.T) {
 		t.Fatal("never saw the load step's progress while the run was busy")
 	}
 	waitRun(t, s, token, first.ID, 120*time.Second)
-	for _, want := range []string{`msg="step started"`, `name=load`, `name=model`, `name=publish`, `msg="step finished"`} {
+	for _, want := range []string{`msg="step started"`, `step=load`, `step=model`, `step=publish`, `msg="step finished"`} {
 		if !strings.Contains(s.log.String(), want) {
 			t.Fatalf("the server log lacks %s:\n%s", want, s.log)
 		}
