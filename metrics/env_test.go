@@ -70,7 +70,7 @@ func newEnv(t *testing.T) *env {
 	e := &env{dir: t.TempDir(), tokens: map[string]string{}, log: &lockedBuffer{}}
 	e.inbox = filepath.Join(e.dir, "inbox")
 	var err error
-	if e.store, err = store.Open(ctx, store.Options{Dir: filepath.Join(e.dir, "data"), MemoryLimit: "1GB", Threads: 2}); err != nil {
+	if e.store, err = store.Open(ctx, store.Options{Dir: filepath.Join(e.dir, "data"), MemoryLimit: "1GB", Threads: 2, Files: []string{e.dir}}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.store.Close() })
