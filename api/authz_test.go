@@ -163,6 +163,41 @@ func matrixCases(t *testing.T, e *testEnv) map[string]matrixCase {
 					e.waitForRuns(t)
 				}
 			}},
+		// The lifecycle: a submission runs the sandbox; the decisions are
+		// the province's, on drafts made for the request; an approval or a
+		// roll back is undone after, so that the live version stays the
+		// shipped one for the other tests.
+		"POST /api/v1/models/:name/drafts": {want: roleStatus{s201, s403, s403, s201, s403},
+			request: func(_ *testing.T, _ *testEnv, as string) (string, string) {
+				grace := map[string]string{asProvince: "41", asModeler: "42"}[as]
+				return "/api/v1/models/deceased_claims/drafts", `{"params":{"grace_days":"` + grace + `"},"note":"matrix"}`
+			}},
+		"GET /api/v1/models/:name/history": {want: modelRoom, request: get("/api/v1/models/deceased_claims/history")},
+		"POST /api/v1/models/:name/rollback": {want: roleStatus{s200, s403, s403, s403, s403},
+			request: func(t *testing.T, e *testEnv, as string) (string, string) {
+				shipped := e.liveVersion(t, "deceased_claims")
+				if as == asProvince {
+					e.approve(t, e.addDraft(t, "43"))
+				}
+				return "/api/v1/models/deceased_claims/rollback", `{"version":"` + shipped + `","note":"matrix"}`
+			}},
+		"GET /api/v1/drafts": {want: modelRoom, request: get("/api/v1/drafts?status=pending")},
+		"GET /api/v1/drafts/:id": {want: modelRoom, request: func(t *testing.T, e *testEnv, _ string) (string, string) {
+			return fmt.Sprintf("/api/v1/drafts/%d", e.addDraft(t, "44")), ""
+		}},
+		"POST /api/v1/drafts/:id/approve": {want: roleStatus{s200, s403, s403, s403, s403},
+			request: func(t *testing.T, e *testEnv, as string) (string, string) {
+				return fmt.Sprintf("/api/v1/drafts/%d/approve", e.addDraft(t, "45")), `{"note":"matrix"}`
+			},
+			after: func(t *testing.T, e *testEnv, r response) {
+				if r.status == s200 {
+					e.rollbackToShipped(t, "deceased_claims")
+				}
+			}},
+		"POST /api/v1/drafts/:id/reject": {want: roleStatus{s200, s403, s403, s403, s403},
+			request: func(t *testing.T, e *testEnv, as string) (string, string) {
+				return fmt.Sprintf("/api/v1/drafts/%d/reject", e.addDraft(t, "46")), `{"reason":"matrix"}`
+			}},
 	}
 }
 

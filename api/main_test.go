@@ -59,6 +59,7 @@ type testEnv struct {
 	cancel   context.CancelFunc
 	served   chan error
 	sandbox  *jobs.Sandbox
+	wb       *jobs.Workbench
 
 	batch      int64  // the batch the first run published
 	otherCity  string // another city with leads in it
@@ -196,10 +197,14 @@ func setup() (_ *testEnv, err error) {
 	}
 	e.tokens[asNoToken] = ""
 
+	e.wb = &jobs.Workbench{Previewer: &jobs.Previewer{Store: e.store, Casebook: e.cb, Catalog: cat, Sandbox: e.sandbox}, Log: log}
+	if err := e.wb.Start(ctx, ms); err != nil {
+		return nil, err
+	}
 	srvCtx, cancel := context.WithCancel(ctx)
 	e.cancel = cancel
 	e.srv = api.New(api.Config{Store: e.store, Casebook: e.cb, Runs: serverRuns{p: e.pipeline, ctx: srvCtx},
-		Models: api.Models{Catalog: cat, Previewer: &jobs.Previewer{Store: e.store, Casebook: e.cb, Catalog: cat, Sandbox: e.sandbox}}, Log: log})
+		Models: api.Models{Catalog: cat, Previewer: e.wb.Previewer, Workbench: e.wb}, Log: log})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -361,3 +366,76 @@ var (
 	leadMu     sync.Mutex
 	takenLeads = map[int64]bool{}
 )
+
+// liveVersion is the version a model runs with now.
+func (e *testEnv) liveVersion(tb testing.TB, model string) string {
+	tb.Helper()
+	m, err := e.wb.Previewer.Catalog.Model(model)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	v, _ := m.Values(nil)
+	return models.Version(m, v)
+}
+
+// addDraft records a pending draft of deceased_claims with another grace
+// period, against the live version, without a preview: the lifecycle's
+// decisions need one, not its sandbox run. A grace period already pending
+// gets the draft that holds it.
+func (e *testEnv) addDraft(tb testing.TB, grace string) int64 {
+	tb.Helper()
+	ctx := context.Background()
+	live, err := e.wb.Previewer.Catalog.Model("deceased_claims")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	params := map[string]string{"grace_days": grace}
+	vals, err := live.Values(params)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	version := models.Version(live, vals)
+	if d, ok, err := e.cb.DraftOf(ctx, "deceased_claims", version); err != nil {
+		tb.Fatal(err)
+	} else if ok && d.Status == casebook.DraftPending {
+		return d.ID
+	}
+	d := casebook.ModelDraft{Model: "deceased_claims", Version: version, BaseVersion: e.liveVersion(tb, "deceased_claims"),
+		Text: live.Text, File: live.File, Params: params, Source: "test", Note: "test draft", Status: casebook.DraftPending, TestsPassed: true}
+	if live.Tests != nil {
+		d.TestsFile, d.Tests = live.Tests.File, live.Tests.Text
+	}
+	d, err = e.cb.AddDraft(ctx, e.users[asModeler], d, false)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return d.ID
+}
+
+func (e *testEnv) approve(tb testing.TB, id int64) {
+	tb.Helper()
+	if _, err := e.wb.Approve(context.Background(), e.users[asProvince], id, "test"); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// rollbackToShipped makes the shipped version of a model live again.
+func (e *testEnv) rollbackToShipped(tb testing.TB, model string) {
+	tb.Helper()
+	ms, err := models.Load(models.Embedded())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, m := range ms {
+		if m.Name != model {
+			continue
+		}
+		v, _ := m.Values(nil)
+		if models.Version(m, v) == e.liveVersion(tb, model) {
+			return
+		}
+		if _, err := e.wb.Rollback(context.Background(), e.users[asProvince], model, models.Version(m, v), "test"); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}

@@ -11,10 +11,12 @@ import (
 	"collider/models"
 )
 
-// Models is the catalog of live models and the preview engine.
+// Models is the catalog of live models, the preview engine and the
+// workbench (the model lifecycle).
 type Models struct {
 	Catalog   *models.Catalog
 	Previewer *jobs.Previewer
+	Workbench *jobs.Workbench
 }
 
 func (s *Server) modelRoutes(v1 *echo.Group) {
@@ -22,6 +24,15 @@ func (s *Server) modelRoutes(v1 *echo.Group) {
 	v1.GET("/models", s.listModels, allow(modelers...))
 	v1.GET("/models/:name", s.getModel, allow(modelers...))
 	v1.POST("/models/:name/preview", s.previewModel, allow(cb.RoleProvince, cb.RoleModeler))
+
+	// The lifecycle: a modeler (or the province) submits, the province decides.
+	v1.POST("/models/:name/drafts", s.submitDraft, allow(cb.RoleProvince, cb.RoleModeler))
+	v1.GET("/models/:name/history", s.modelHistory, allow(modelers...))
+	v1.POST("/models/:name/rollback", s.rollbackModel, allow(cb.RoleProvince))
+	v1.GET("/drafts", s.listDrafts, allow(modelers...))
+	v1.GET("/drafts/:id", s.getDraft, allow(modelers...))
+	v1.POST("/drafts/:id/approve", s.approveDraft, allow(cb.RoleProvince))
+	v1.POST("/drafts/:id/reject", s.rejectDraft, allow(cb.RoleProvince))
 
 	v1.GET("/suppressions", s.listSuppressions, allow(cb.RoleProvince, cb.RoleModeler))
 	v1.POST("/suppressions", s.addSuppression, allow(cb.RoleProvince, cb.RoleModeler))
@@ -87,9 +98,11 @@ func (s *Server) getModel(c echo.Context) error {
 	return c.JSON(http.StatusOK, describeModel(m, true))
 }
 
-// previewRequest is a draft: other SQL text and/or other parameters.
+// previewRequest is a draft: other SQL text and/or other parameters, and
+// the fixture cases it brings (the live model's when it brings none).
 type previewRequest struct {
 	SQL    string            `json:"sql,omitempty"`
+	Tests  string            `json:"tests,omitempty"`
 	Params map[string]string `json:"params,omitempty"`
 	Sample int               `json:"sample,omitempty"`
 }
@@ -105,20 +118,176 @@ func (s *Server) previewModel(c echo.Context) error {
 	if req.Sample < 0 || req.Sample > 100 {
 		return cb.Errorf(cb.EINVALID, "sample is 0 to 100")
 	}
-	name := c.Param("name")
-	pr := jobs.PreviewRequest{Model: name, Params: req.Params, Sample: req.Sample}
-	if strings.TrimSpace(req.SQL) != "" {
-		draft, err := s.Models.Previewer.ParseDraft(name, "draft/"+name+".sql", []byte(req.SQL))
-		if err != nil {
-			return err
-		}
-		pr.Draft, pr.SQL = draft, req.SQL
+	pr, err := s.draftRequest(c.Param("name"), req)
+	if err != nil {
+		return err
 	}
 	p, err := s.Models.Previewer.Preview(c.Request().Context(), user(c), pr)
 	if err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, p)
+}
+
+// draftRequest turns a posted draft into the engine's request.
+func (s *Server) draftRequest(name string, req previewRequest) (jobs.PreviewRequest, error) {
+	pr := jobs.PreviewRequest{Model: name, Params: req.Params, Sample: req.Sample}
+	if strings.TrimSpace(req.SQL) != "" {
+		draft, err := s.Models.Previewer.ParseDraft(name, "draft/"+name+".sql", []byte(req.SQL))
+		if err != nil {
+			return pr, err
+		}
+		pr.Draft, pr.SQL = draft, req.SQL
+	}
+	if strings.TrimSpace(req.Tests) != "" {
+		if pr.Draft == nil {
+			return pr, cb.Errorf(cb.EINVALID, "tests come with a draft's sql")
+		}
+		suite, err := models.ParseSuite("draft/"+name+models.TestsSuffix, []byte(req.Tests))
+		if err != nil {
+			return pr, cb.Errorf(cb.EINVALID, "%v", err)
+		}
+		pr.Draft.Tests = suite
+	}
+	return pr, nil
+}
+
+func (s *Server) workbench() (*jobs.Workbench, error) {
+	if s.Models.Workbench == nil {
+		return nil, cb.Errorf(cb.ECONFLICT, "this server has no model workbench")
+	}
+	return s.Models.Workbench, nil
+}
+
+// submission is a draft posted for review: a preview request and a note.
+type submission struct {
+	previewRequest
+	Note string `json:"note"`
+}
+
+func (s *Server) submitDraft(c echo.Context) error {
+	w, err := s.workbench()
+	if err != nil {
+		return err
+	}
+	var req submission
+	if err := bindJSON(c, &req); err != nil {
+		return err
+	}
+	pr, err := s.draftRequest(c.Param("name"), req.previewRequest)
+	if err != nil {
+		return err
+	}
+	d, err := w.Submit(c.Request().Context(), user(c), pr, req.Note, "api")
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set(echo.HeaderLocation, "/api/v1/drafts/"+itoa(d.ID))
+	return c.JSON(http.StatusCreated, d)
+}
+
+func (s *Server) listDrafts(c echo.Context) error {
+	w, err := s.workbench()
+	if err != nil {
+		return err
+	}
+	cursor, limit, err := pageParams(c)
+	if err != nil {
+		return err
+	}
+	items, err := w.Drafts(c.Request().Context(), c.QueryParam("model"), c.QueryParam("status"), cursor, limit)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, newPage(items, limit, func(d cb.ModelDraft) int64 { return d.ID }))
+}
+
+func (s *Server) getDraft(c echo.Context) error {
+	w, err := s.workbench()
+	if err != nil {
+		return err
+	}
+	id, err := pathID(c)
+	if err != nil {
+		return err
+	}
+	d, err := w.Draft(c.Request().Context(), user(c), id)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, d)
+}
+
+// decision is the province's word on a draft.
+type decision struct {
+	Note   string `json:"note,omitempty"`
+	Reason string `json:"reason,omitempty"`
+}
+
+func (s *Server) approveDraft(c echo.Context) error { return s.decide(c, true) }
+func (s *Server) rejectDraft(c echo.Context) error  { return s.decide(c, false) }
+
+func (s *Server) decide(c echo.Context, approve bool) error {
+	w, err := s.workbench()
+	if err != nil {
+		return err
+	}
+	id, err := pathID(c)
+	if err != nil {
+		return err
+	}
+	var req decision
+	if err := bindJSON(c, &req); err != nil {
+		return err
+	}
+	var d jobs.Submission
+	if approve {
+		d, err = w.Approve(c.Request().Context(), user(c), id, req.Note)
+	} else {
+		d, err = w.Reject(c.Request().Context(), user(c), id, req.Reason)
+	}
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, d)
+}
+
+// rollbackRequest names the version to make live again.
+type rollbackRequest struct {
+	Version string `json:"version"`
+	Note    string `json:"note"`
+}
+
+func (s *Server) rollbackModel(c echo.Context) error {
+	w, err := s.workbench()
+	if err != nil {
+		return err
+	}
+	var req rollbackRequest
+	if err := bindJSON(c, &req); err != nil {
+		return err
+	}
+	ev, err := w.Rollback(c.Request().Context(), user(c), c.Param("name"), req.Version, req.Note)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, ev)
+}
+
+func (s *Server) modelHistory(c echo.Context) error {
+	w, err := s.workbench()
+	if err != nil {
+		return err
+	}
+	cursor, limit, err := pageParams(c)
+	if err != nil {
+		return err
+	}
+	items, err := w.History(c.Request().Context(), c.Param("name"), cursor, limit)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, newPage(items, limit, func(e cb.ModelEvent) int64 { return e.ID }))
 }
 
 func (s *Server) listSuppressions(c echo.Context) error {

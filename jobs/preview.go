@@ -56,57 +56,90 @@ type PreviewRequest struct {
 	SQL string
 }
 
-// ParseDraft parses a draft model's text for the live model name; its
-// fixture tests are the live model's unless the draft brings its own.
+// ParseDraft parses a draft model's text for the model name; its fixture
+// tests are the live model's unless the draft brings its own. A name no
+// model has yet is a new model's first draft.
 func (p *Previewer) ParseDraft(name, file string, text []byte) (*models.Model, error) {
-	live, err := p.Catalog.Model(name)
-	if err != nil {
-		return nil, casebook.Errorf(casebook.ENOTFOUND, "%v", err)
-	}
 	m, err := models.Parse(file, text)
 	if err != nil {
 		return nil, casebook.Errorf(casebook.EINVALID, "%v", err)
 	}
-	if m.Name != live.Name {
-		return nil, casebook.Errorf(casebook.EINVALID, "%s: the draft is model %q, not %q", file, m.Name, live.Name)
+	if m.Name != name {
+		return nil, casebook.Errorf(casebook.EINVALID, "%s: the draft is model %q, not %q", file, m.Name, name)
 	}
-	if m.Tests == nil {
+	if live, err := p.Catalog.Model(name); err == nil && m.Tests == nil {
 		m.Tests = live.Tests
 	}
 	return m, nil
 }
 
-// Preview runs the draft in the sandbox against the loaded data, for the
-// reader who. The draft's query must have the right shape; failing
-// fixtures are reported, not fatal: the modeler is still deciding.
-func (p *Previewer) Preview(ctx context.Context, who casebook.User, req PreviewRequest) (*models.Preview, error) {
-	live, err := p.Catalog.Model(req.Model)
-	if err != nil {
-		return nil, casebook.Errorf(casebook.ENOTFOUND, "%v", err)
+// draftAndLive are the model a request previews and the live version it is
+// compared with (nil for a new model's first draft).
+func (p *Previewer) draftAndLive(req PreviewRequest) (draft, live *models.Model, err error) {
+	live, err = p.Catalog.Model(req.Model)
+	switch {
+	case err == nil && req.Draft == nil:
+		return live, live, nil
+	case err == nil:
+		return req.Draft, live, nil
+	case req.Draft != nil && req.Draft.Name == req.Model:
+		return req.Draft, nil, nil
 	}
-	draft := req.Draft
-	if draft == nil {
-		draft = live
+	return nil, nil, casebook.Errorf(casebook.ENOTFOUND, "%v", err)
+}
+
+// Preview runs the draft in the sandbox against the loaded data and shows
+// it as the reader who may see it, audited. The draft's query must have the
+// right shape; failing fixtures are reported, not fatal: the modeler is
+// still deciding.
+func (p *Previewer) Preview(ctx context.Context, who casebook.User, req PreviewRequest) (*models.Preview, error) {
+	pv, err := p.run(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	if pv, err = p.Present(ctx, who, pv); err != nil {
+		return nil, err
+	}
+	return pv, p.audit(ctx, who, req, pv)
+}
+
+// run runs the draft in the sandbox: the preview as it comes out, people
+// as tokens.
+func (p *Previewer) run(ctx context.Context, req PreviewRequest) (*models.Preview, error) {
+	draft, live, err := p.draftAndLive(req)
+	if err != nil {
+		return nil, err
 	}
 	if _, err := draft.Values(req.Params); err != nil {
 		return nil, casebook.Errorf(casebook.EINVALID, "%v", err)
 	}
 	sreq := sandboxRequest{Draft: TextOf(draft), Params: req.Params, Sample: req.Sample, Now: p.now(), Precision: true}
-	lt := TextOf(live)
-	sreq.Live = &lt
-	if err := p.casebookFor(ctx, live.Name, &sreq); err != nil {
+	if live != nil {
+		lt := TextOf(live)
+		sreq.Live = &lt
+	}
+	if err := p.casebookFor(ctx, draft.Name, &sreq); err != nil {
 		return nil, err
 	}
-	pv, err := p.Sandbox.run(ctx, sreq)
+	return p.Sandbox.run(ctx, sreq)
+}
+
+// Present returns a preview as the reader may see it: as it is (people as
+// tokens) for a modeler, with ID numbers and names for a reader allowed
+// them. The preview given is not changed.
+func (p *Previewer) Present(ctx context.Context, who casebook.User, pv *models.Preview) (*models.Preview, error) {
+	if who.MasksPersonalData() {
+		return pv, nil
+	}
+	b, err := json.Marshal(pv)
 	if err != nil {
 		return nil, err
 	}
-	if !who.MasksPersonalData() {
-		if err := p.reidentify(ctx, pv); err != nil {
-			return nil, err
-		}
+	var c models.Preview
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, err
 	}
-	return pv, p.audit(ctx, who, req, pv)
+	return &c, p.reidentify(ctx, &c)
 }
 
 func (p *Previewer) now() time.Time {
@@ -266,15 +299,21 @@ func settlementNames(ctx context.Context, db *sql.DB, ids []string) (map[string]
 	return out, rows.Err()
 }
 
+// shownPeople counts the people a preview shows one by one.
+func shownPeople(pv *models.Preview) int {
+	shown := len(pv.TopClues)
+	if pv.Diff != nil {
+		shown += len(pv.Diff.AddedSample) + len(pv.Diff.RemovedSample)
+	}
+	return shown
+}
+
 // audit writes what the preview showed: a draft's SQL whoever ran it (a
 // modeler's as "draft": tokens cover what the output shows, and what the
 // query was is kept for the province to read), and a clear view of people
 // as a "view".
 func (p *Previewer) audit(ctx context.Context, who casebook.User, req PreviewRequest, pv *models.Preview) error {
-	shown := len(pv.TopClues)
-	if pv.Diff != nil {
-		shown += len(pv.Diff.AddedSample) + len(pv.Diff.RemovedSample)
-	}
+	shown := shownPeople(pv)
 	detail := ""
 	if req.Draft != nil {
 		sum := sha256.Sum256([]byte(req.SQL))

@@ -279,18 +279,39 @@ func previewInSandbox(ctx context.Context, req sandboxRequest) (*models.Preview,
 	runner := models.Runner{Now: func() time.Time { return req.Now }}
 
 	// 1. The fixture cases, in a scratch store that reads and writes files
-	// only in the draft's own directory.
-	tester := &models.Tester{Load: FixtureLoader, Dir: filepath.Join(req.Scratch, "fixtures"), Store: limits, Runner: runner}
-	tester.Store.TempDir = filepath.Join(req.Scratch, "fixtures", "tmp")
-	verdicts, err := tester.Validate(ctx, draft)
-	if err != nil {
-		return nil, draftError(err)
+	// only in the draft's own directory, beside the preview: on a
+	// province's data the preview takes the time, and the cases ride along.
+	type outcome struct {
+		verdicts []models.Verdict
+		err      error
 	}
-	if v := verdicts[0]; v.Err != nil && len(v.Cases) == 0 {
-		return nil, draftError(v.Err)
-	}
+	fixtures := make(chan outcome, 1)
+	go func() {
+		small := store.Options{MemoryLimit: "512MB", Threads: 1, MaxTempSize: "1GB", Lock: true,
+			TempDir: filepath.Join(req.Scratch, "fixtures", "tmp")}
+		tester := &models.Tester{Load: FixtureLoader, Dir: filepath.Join(req.Scratch, "fixtures"), Store: small, Runner: runner}
+		v, err := tester.Validate(ctx, draft)
+		fixtures <- outcome{v, err}
+	}()
 
 	// 2. The preview, on the snapshot: read-only, no file, no setting.
+	pv, perr := previewSnapshot(ctx, req, limits, runner, draft, live)
+	f := <-fixtures
+	switch {
+	case f.err != nil:
+		return nil, draftError(f.err)
+	case f.verdicts[0].Err != nil && len(f.verdicts[0].Cases) == 0:
+		return nil, draftError(f.verdicts[0].Err) // the query's shape: said first, with its line
+	case perr != nil:
+		return nil, draftError(perr)
+	}
+	pv.Tests = f.verdicts[0].Cases
+	return pv, nil
+}
+
+// previewSnapshot opens the snapshot read-only under the draft's limits and
+// previews the draft on it.
+func previewSnapshot(ctx context.Context, req sandboxRequest, limits store.Options, runner models.Runner, draft, live *models.Model) (*models.Preview, error) {
 	opts := limits
 	opts.Dir, opts.ReadOnly, opts.FeedsOnly = filepath.Dir(req.Snapshot), true, true
 	opts.TempDir = filepath.Join(req.Scratch, "tmp")
@@ -309,12 +330,7 @@ func previewInSandbox(ctx context.Context, req sandboxRequest) (*models.Preview,
 	if req.Precision && popt.Outcomes == nil {
 		popt.Outcomes = []models.Outcome{}
 	}
-	pv, err := runner.Preview(ctx, conn, popt)
-	if err != nil {
-		return nil, draftError(err)
-	}
-	pv.Tests = verdicts[0].Cases
-	return pv, nil
+	return runner.Preview(ctx, conn, popt)
 }
 
 // draftError says what a draft may not do when DuckDB refused it for that,

@@ -260,3 +260,20 @@ func oneQuery(ctx context.Context, conn *sql.Conn, m *Model) error {
 	}
 	return nil
 }
+
+// WithDefaults returns a copy of the model whose defaults are its own with
+// the overrides applied: a draft that changes parameters, made live. Its
+// version (the text and the effective parameters) is the draft's.
+func (m *Model) WithDefaults(overrides map[string]string) (*Model, error) {
+	vals, err := m.Values(overrides)
+	if err != nil {
+		return nil, err
+	}
+	c := *m
+	c.Params = make([]Param, len(m.Params))
+	for i, p := range m.Params {
+		p.Default = vals[p.Name]
+		c.Params[i] = p
+	}
+	return &c, nil
+}

@@ -16,6 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"collider/casebook"
 	"collider/jobs"
 	"collider/models"
 )
@@ -79,9 +80,9 @@ func benchModels(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	// ones, and each model keeps its best time.
 	best := map[string]*modelsPhase{}
 	for r := 0; r < *rounds; r++ {
-		order := []string{"hand", "collider"}
+		order := []string{"hand", "collider", "sandbox"}
 		if r%2 == 1 {
-			order = []string{"collider", "hand"}
+			order = []string{"sandbox", "collider", "hand"}
 		}
 		for _, p := range order {
 			fmt.Fprintf(stderr, "round %d/%d, phase %s …\n", r+1, *rounds, p)
@@ -98,7 +99,11 @@ func benchModels(ctx context.Context, args []string, stdout, stderr io.Writer) i
 			}
 		}
 	}
-	hand, coll := *best["hand"], *best["collider"]
+	hand, coll, sand := *best["hand"], *best["collider"], *best["sandbox"]
+	bySandbox := map[string]modelTiming{}
+	for _, m := range sand.Models {
+		bySandbox[m.Model] = m
+	}
 	byModel := map[string]modelTiming{}
 	for _, m := range hand.Models {
 		byModel[m.Model] = m
@@ -107,6 +112,9 @@ func benchModels(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	for _, m := range coll.Models {
 		if h, ok := byModel[m.Model]; !ok || h.Flagged != m.Flagged {
 			return fail(fmt.Errorf("%s: collider flagged %d settlements, the same SQL by hand %d", m.Model, m.Flagged, h.Flagged))
+		}
+		if sb, ok := bySandbox[m.Model]; !ok || sb.Flagged != m.Flagged {
+			return fail(fmt.Errorf("%s: collider flagged %d settlements, the sandbox over pseudonymized people %d", m.Model, m.Flagged, sb.Flagged))
 		}
 	}
 	var rows struct{ settlements, persons, locations int64 }
@@ -117,15 +125,15 @@ func benchModels(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	}
 	fmt.Fprintf(stdout, "store: %d settlements, %d residents, %d locations; memory limit %s; best of %d rounds\n", rows.settlements, rows.persons, rows.locations, *memoryLimit, *rounds)
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "model\tflagged\tby hand s\tcollider query s\tratio\tcollider with clues s\tratio")
+	fmt.Fprintln(tw, "model\tflagged\tby hand s\tcollider query s\tratio\tcollider with clues s\tratio\tsandboxed preview s\tratio to the live run")
 	for _, m := range coll.Models {
-		h := byModel[m.Model]
-		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f\t%.2fx\t%.1f\t%.2fx\n", m.Model, m.Flagged, h.Flag, m.Flag, m.Flag/h.Flag, m.Total, m.Total/h.Flag)
+		h, sb := byModel[m.Model], bySandbox[m.Model]
+		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f\t%.2fx\t%.1f\t%.2fx\t%.1f\t%.2fx\n", m.Model, m.Flagged, h.Flag, m.Flag, m.Flag/h.Flag, m.Total, m.Total/h.Flag, sb.Total, sb.Total/m.Total)
 	}
-	handAll, collAll, collTotal := sumOf(hand.Models, false), sumOf(coll.Models, false), sumOf(coll.Models, true)
-	fmt.Fprintf(tw, "all\t\t%.1f\t%.1f\t%.2fx\t%.1f\t%.2fx\n", handAll, collAll, collAll/handAll, collTotal, collTotal/handAll)
+	handAll, collAll, collTotal, sandAll := sumOf(hand.Models, false), sumOf(coll.Models, false), sumOf(coll.Models, true), sumOf(sand.Models, true)
+	fmt.Fprintf(tw, "all\t\t%.1f\t%.1f\t%.2fx\t%.1f\t%.2fx\t%.1f\t%.2fx\n", handAll, collAll, collAll/handAll, collTotal, collTotal/handAll, sandAll, sandAll/collTotal)
 	tw.Flush()
-	fmt.Fprintf(stdout, "peak memory: by hand %.0f MB, collider %.0f MB (goal: the query ≤ 1.2x the same SQL by hand)\n", hand.PeakMB, coll.PeakMB)
+	fmt.Fprintf(stdout, "peak memory: by hand %.0f MB, collider %.0f MB (goal: the query ≤ 1.2x the same SQL by hand; a sandboxed preview ≤ 1.3x the live run)\n", hand.PeakMB, coll.PeakMB)
 	return 0
 }
 
@@ -195,6 +203,16 @@ func runModelsPhase(ctx context.Context, phase, data, memoryLimit string, stderr
 	}
 	defer conn.Close()
 	runner := &models.Runner{}
+	var pv *jobs.Previewer
+	if phase == "sandbox" {
+		cfg := Config{Data: data, MemoryLimit: memoryLimit, DraftMemoryLimit: memoryLimit, DraftThreads: s.Options().Threads, DraftTimeout: 24 * time.Hour}
+		cat := models.NewCatalog()
+		cat.Set(ms...)
+		pv = &jobs.Previewer{Store: s, Casebook: newCasebook(s, cfg), Catalog: cat, Sandbox: newSandbox(s, cfg)}
+		if _, err := pv.Sandbox.Snapshot.Refresh(ctx); err != nil { // built once, not timed with the first model
+			return res, err
+		}
+	}
 	for _, m := range ms {
 		vals, err := m.Values(nil)
 		if err != nil {
@@ -226,6 +244,15 @@ func runModelsPhase(ctx context.Context, phase, data, memoryLimit string, stderr
 				return res, err
 			}
 			t.Flagged, t.Flag, t.Total = run.Flagged, run.FlagSeconds, run.Seconds
+		case "sandbox":
+			// The model previewed as a modeler would: in the sandbox's
+			// child process, over the pseudonymized snapshot, with the
+			// same memory and threads as the live run.
+			p, err := pv.Preview(ctx, casebook.User{Name: "bench", Role: casebook.RoleModeler}, jobs.PreviewRequest{Model: m.Name})
+			if err != nil {
+				return res, fmt.Errorf("%s in the sandbox: %w", m.Name, err)
+			}
+			t.Flagged, t.Flag, t.Total = p.Flagged, time.Since(t0).Seconds(), time.Since(t0).Seconds()
 		default:
 			return res, fmt.Errorf("unknown phase %q", phase)
 		}

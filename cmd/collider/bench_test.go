@@ -30,6 +30,9 @@ func TestBench_LoadAndModelsPrintTheirRatios(t *testing.T) {
 	if !regexp.MustCompile(`ratio collider/plain: \d+\.\d\dx`).MatchString(r.stdout) {
 		t.Fatalf("bench load prints no ratio:\n%s", r.stdout)
 	}
+	if !regexp.MustCompile(`pseudonymized snapshot for the drafts' sandbox: \d+\.\d s after the load, \d+\.\d\dx`).MatchString(r.stdout) {
+		t.Fatalf("bench load prints no cost of the snapshot:\n%s", r.stdout)
+	}
 
 	data := filepath.Join(dir, "store")
 	inbox := filepath.Join(dir, "inbox-6000-2500-5000")
@@ -37,10 +40,12 @@ func TestBench_LoadAndModelsPrintTheirRatios(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("bench models: exit %d\n%s", r.code, r.stderr)
 	}
-	if got := strings.Count(r.stderr, "round "); got != 4 {
-		t.Errorf("2 rounds of 2 phases ran %d phases:\n%s", got, r.stderr)
+	if got := strings.Count(r.stderr, "round "); got != 6 {
+		t.Errorf("2 rounds of 3 phases ran %d phases:\n%s", got, r.stderr)
 	}
-	row := regexp.MustCompile(`(?m)^(\w+)\s+(\d+)\s+\d+\.\d\s+\d+\.\d\s+(\d+\.\d\d|NaN|\+Inf)x\s+\d+\.\d\s+`)
+	// model, flagged, by hand, collider query and ratio, with clues and
+	// ratio, the sandboxed preview and its ratio to the live run.
+	row := regexp.MustCompile(`(?m)^(\w+)\s+(\d+)\s+\d+\.\d\s+\d+\.\d\s+(\d+\.\d\d|NaN|\+Inf)x\s+\d+\.\d\s+(\d+\.\d\d|NaN|\+Inf)x\s+\d+\.\d\s+\d+\.\d\dx$`)
 	seen := map[string]int64{}
 	for _, m := range row.FindAllStringSubmatch(r.stdout, -1) {
 		seen[m[1]], _ = strconv.ParseInt(m[2], 10, 64)

@@ -102,36 +102,49 @@ func (c *apiClient) do(ctx context.Context, method, path string, body any, out a
 	return nil
 }
 
-func cmdClient(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("client", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, clientUsage) }
-	cfg, err := parseWithConfig(fs, args, func(c *Config, fs *flag.FlagSet) {
-		fs.String("config", "", "YAML configuration file (env COLLIDER_CONFIG)")
-		fs.StringVar(&c.Server, "server", c.Server, "the collider server (env COLLIDER_SERVER)")
-		fs.StringVar(&c.TokenFile, "token-file", c.TokenFile, "file holding the bearer token (env COLLIDER_TOKEN_FILE)")
-	})
-	if err != nil {
-		return 2
-	}
+// newAPIClient is a client of the configured server with the configured
+// token (--token-file, COLLIDER_TOKEN or the token_file setting).
+func newAPIClient(cfg Config) (*apiClient, error) {
 	token := strings.TrimSpace(os.Getenv("COLLIDER_TOKEN"))
 	if cfg.TokenFile != "" {
 		b, err := os.ReadFile(cfg.TokenFile)
 		if err != nil {
-			fmt.Fprintln(stderr, "collider client:", err)
-			return 1
+			return nil, err
 		}
-		token = strings.TrimSpace(string(b))
-		if token == "" {
-			fmt.Fprintf(stderr, "collider client: the token file %s is empty\n", cfg.TokenFile)
-			return 1
+		if token = strings.TrimSpace(string(b)); token == "" {
+			return nil, fmt.Errorf("the token file %s is empty", cfg.TokenFile)
 		}
 	}
-	if token == "" || fs.NArg() == 0 {
+	if token == "" {
+		return nil, fmt.Errorf("no token: give --token-file F (or COLLIDER_TOKEN)")
+	}
+	return &apiClient{base: strings.TrimRight(cfg.Server, "/"), token: token, http: &http.Client{Timeout: 10 * time.Minute}}, nil
+}
+
+// clientFlags registers the settings a client of the server takes.
+func (c *Config) clientFlags(fs *flag.FlagSet) {
+	fs.String("config", "", "YAML configuration file (env COLLIDER_CONFIG)")
+	fs.StringVar(&c.Server, "server", c.Server, "the collider server (env COLLIDER_SERVER)")
+	fs.StringVar(&c.TokenFile, "token-file", c.TokenFile, "file holding the bearer token (env COLLIDER_TOKEN_FILE)")
+}
+
+func cmdClient(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("client", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, clientUsage) }
+	cfg, err := parseWithConfig(fs, args, (*Config).clientFlags)
+	if err != nil {
+		return 2
+	}
+	if fs.NArg() == 0 {
 		fs.Usage()
 		return 2
 	}
-	c := &apiClient{base: strings.TrimRight(cfg.Server, "/"), token: token, http: &http.Client{Timeout: 10 * time.Minute}}
+	c, err := newAPIClient(cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "collider client:", err)
+		return 2
+	}
 	rest := fs.Args()
 	fail := func(err error) int {
 		fmt.Fprintln(stderr, "collider client:", err)

@@ -107,7 +107,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
         -d '{"action":"accept"}' %[1]s/api/v1/leads/LEAD_ID/events
    curl -s %[1]s/api/v1/openapi.json
 `, base, tokens[casebook.RoleProvince], tokens[casebook.RoleCity], tokens[casebook.RoleModeler], out.BatchID)
-	if err := serve(ctx, s, cat, cfg, ln, slog.Default()); err != nil {
+	if err := serve(ctx, s, cfg, ln, slog.Default(), nil, stderr); err != nil {
 		return fail(err)
 	}
 	return 0

@@ -24,18 +24,17 @@ import (
 const modelsUsage = `usage: collider models <command> [flags]
 
 commands:
-  list                      the live models: embedded, or from --models DIR
+  list                      the models that ship with collider, or the files of --models DIR
   show NAME                 a model's header, parameters, rules and SQL
   test [NAME]               run the models' fixture tests (exit 1 if any fails)
-  preview NAME --data DIR [--file F] [--set key=value ...]
-                            run a draft against the loaded data, publish nothing,
-                            and compare it with the live version
+  preview NAME --data DIR [--file F] [--set key=value ...] [--unmasked]
+                            run a draft in the sandbox against the loaded data,
+                            publish nothing, and compare it with the live version
 
-flags of every command:
-  --models DIR              read models from DIR instead of the embedded ones; a file
-                            that does not parse or fails its tests is refused, and
-                            the embedded version of that model stays live
-`
+flags of list, show and test:
+  --models DIR              the files of DIR instead of the embedded ones; a file
+                            that does not parse or fails its tests is refused
+`+workbenchUsage
 
 func cmdModels(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
@@ -44,6 +43,9 @@ func cmdModels(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			return 2
 		}
 		return 0
+	}
+	if code, ok := workbenchCommand(ctx, args[0], args[1:], stdout, stderr); ok {
+		return code
 	}
 	switch args[0] {
 	case "list":
@@ -119,6 +121,56 @@ func liveCatalog(ctx context.Context, dir string, stderr io.Writer) (*models.Cat
 		return cat, nil
 	}
 	return cat, err
+}
+
+// dirModels are the valid models of a --models directory (refused files
+// are reported on stderr): versions to submit, not live ones.
+func dirModels(ctx context.Context, dir string, stderr io.Writer) ([]*models.Model, error) {
+	if dir == "" {
+		return nil, nil
+	}
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		return nil, fmt.Errorf("--models %s: not a directory", dir)
+	}
+	cat := models.NewCatalog()
+	cat.Log = slog.New(slog.DiscardHandler)
+	err := cat.Reload(ctx, os.DirFS(dir), newTester())
+	var le *models.LoadError
+	if errors.As(err, &le) {
+		for _, r := range le.Refused {
+			fmt.Fprintf(stderr, "collider models: refused %s\n", prefixDir(dir, r.Error()))
+		}
+	} else if err != nil {
+		return nil, err
+	}
+	return cat.Models(), nil
+}
+
+// newWorkbench wires the preview engine and the model lifecycle over a
+// store: the catalog holds the shipped models, then what the store's
+// history made live.
+func newWorkbench(ctx context.Context, s *store.Store, cfg Config, cb *casebook.Casebook, sb *jobs.Sandbox, log *slog.Logger) (*jobs.Workbench, error) {
+	shipped, err := models.Load(models.Embedded())
+	if err != nil {
+		return nil, fmt.Errorf("embedded models: %w", err)
+	}
+	cat := models.NewCatalog()
+	cat.Set(shipped...) // tested when collider was built
+	wb := &jobs.Workbench{Previewer: &jobs.Previewer{Store: s, Casebook: cb, Catalog: cat, Sandbox: sb}, Log: log}
+	if err := wb.Start(ctx, shipped); err != nil {
+		return nil, fmt.Errorf("models: %w", err)
+	}
+	return wb, nil
+}
+
+// submitFiles makes the changed files of --models DIR pending versions.
+func submitFiles(ctx context.Context, wb *jobs.Workbench, dir string, ms []*models.Model, stderr io.Writer) error {
+	subs, err := wb.SubmitFiles(ctx, ms, dir)
+	for _, d := range subs {
+		fmt.Fprintf(stderr, "collider: %s is a new version of %s, submitted as draft %d for the province to approve (never live by itself)\n",
+			prefixDir(dir, d.File), d.Model, d.ID)
+	}
+	return err
 }
 
 // prefixDir names a refused file by its path: errors from os.DirFS name
@@ -295,7 +347,7 @@ func modelsPreview(ctx context.Context, args []string, stdout, stderr io.Writer)
 	sample := fs.Int("sample", 10, "settlements to show of the added and of the removed")
 	unmasked := fs.Bool("unmasked", false, "show ID numbers and names (the province's view); people are tokens otherwise, as modelers see them")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: collider models preview NAME --data DIR [--file F] [--set key=value ...] [--models DIR]")
+		fmt.Fprintln(stderr, "usage: collider models preview NAME --data DIR [--file F] [--set key=value ...]")
 		fs.PrintDefaults()
 	}
 	cfg, err := loadConfig(args)
@@ -305,7 +357,6 @@ func modelsPreview(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	cfg.storeFlags(fs)
 	cfg.draftFlags(fs)
-	fs.StringVar(&cfg.Models, "models", cfg.Models, "read the live models from this directory (env COLLIDER_MODELS)")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return 2
@@ -322,16 +373,16 @@ func modelsPreview(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err != nil {
 		return fail(err)
 	}
-	cat, err := liveCatalog(ctx, cfg.Models, stderr)
-	if err != nil {
-		return fail(err)
-	}
 	s, err := openStore(ctx, cfg)
 	if err != nil {
 		return fail(err)
 	}
 	defer s.Close()
-	pv := &jobs.Previewer{Store: s, Casebook: newCasebook(s, cfg), Catalog: cat, Sandbox: newSandbox(s, cfg)}
+	wb, err := newWorkbench(ctx, s, cfg, newCasebook(s, cfg), newSandbox(s, cfg), slog.Default())
+	if err != nil {
+		return fail(err)
+	}
+	pv, cat := wb.Previewer, wb.Previewer.Catalog
 	req := jobs.PreviewRequest{Model: pos[0], Params: overrides, Sample: *sample}
 	if *file != "" {
 		if req.Draft, req.SQL, err = readDraft(pv, pos[0], *file); err != nil {

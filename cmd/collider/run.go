@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -31,7 +32,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "collider run:", err)
 		return 2
 	}
-	cat, err := liveCatalog(ctx, cfg.Models, stderr)
+	files, err := dirModels(ctx, cfg.Models, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "collider run:", err)
 		return 1
@@ -46,8 +47,21 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "collider run:", err)
 		return 1
 	}
-	p := &jobs.Pipeline{Store: s, Casebook: newCasebook(s, cfg), Catalog: cat, Inbox: cfg.Inbox, Snapshot: newSandbox(s, cfg).Snapshot}
+	cb, sb := newCasebook(s, cfg), newSandbox(s, cfg)
+	wb, err := newWorkbench(ctx, s, cfg, cb, sb, slog.Default())
+	if err != nil {
+		fmt.Fprintln(stderr, "collider run:", err)
+		return 1
+	}
+	p := &jobs.Pipeline{Store: s, Casebook: cb, Catalog: wb.Previewer.Catalog, Inbox: cfg.Inbox, Snapshot: sb.Snapshot}
 	out, err := runWithProgress(ctx, p, stderr)
+	if out.BatchID > 0 {
+		// The changed files of --models DIR: versions for the province to
+		// approve, previewed on what this run loaded.
+		if err := submitFiles(ctx, wb, cfg.Models, files, stderr); err != nil {
+			fmt.Fprintln(stderr, "collider run: models directory:", err)
+		}
+	}
 	printRunSummary(stderr, out)
 	for _, f := range out.Failed() {
 		fmt.Fprintf(stderr, "collider run: delivery %s/%s failed: %v\n", f.Feed, f.Name, f.Err)

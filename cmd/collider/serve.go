@@ -36,7 +36,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintln(stderr, "collider serve:", err)
 		return 2
 	}
-	cat, err := liveCatalog(ctx, cfg.Models, stderr)
+	files, err := dirModels(ctx, cfg.Models, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "collider serve:", err)
 		return 1
@@ -54,7 +54,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	log := slog.Default()
 	fmt.Fprintf(stderr, "collider serving on http://%s (data %s, inbox %s, schedule %q %s)\n", ln.Addr(), cfg.Data, orDash(cfg.Inbox), cfg.Schedule, jobs.ScheduleZone)
-	if err := serve(ctx, s, cat, cfg, ln, log); err != nil {
+	if err := serve(ctx, s, cfg, ln, log, files, stderr); err != nil {
 		fmt.Fprintln(stderr, "collider serve:", err)
 		return 1
 	}
@@ -66,13 +66,21 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 // ctx ends, then shuts down in order within cfg.ShutdownGrace: the schedule
 // stops firing, the running run's current step is cancelled (its
 // transaction rolls back), requests finish, and the caller closes the store.
-func serve(ctx context.Context, s *store.Store, cat *models.Catalog, cfg Config, ln net.Listener, log *slog.Logger) error {
+//
+// The models are the shipped ones and what the store's history made live;
+// files (of --models DIR) that differ become pending versions.
+func serve(ctx context.Context, s *store.Store, cfg Config, ln net.Listener, log *slog.Logger, files []*models.Model, stderr io.Writer) error {
 	if err := jobs.MarkInterrupted(ctx, s.DB); err != nil {
 		return err
 	}
 	cb := newCasebook(s, cfg)
 	sb := newSandbox(s, cfg)
 	sb.Log, sb.Snapshot.Log = log, log
+	wb, err := newWorkbench(ctx, s, cfg, cb, sb, log)
+	if err != nil {
+		return err
+	}
+	cat := wb.Previewer.Catalog
 	series := metrics.NewPipeline()
 	p := &jobs.Pipeline{Store: s, Casebook: cb, Catalog: cat, Inbox: cfg.Inbox, Log: log, Snapshot: sb.Snapshot, Observer: series}
 	// Runs live as long as the server, not a request; runCtx ends when the
@@ -91,14 +99,18 @@ func serve(ctx context.Context, s *store.Store, cat *models.Catalog, cfg Config,
 		log.Info("schedule", "spec", sched, "zone", jobs.ScheduleZone, "next", sc.Next().Format(time.RFC3339))
 	}
 	// A store that has no snapshot yet (a new one, or one from before the
-	// sandbox) gets it now, not in a modeler's first request.
+	// sandbox) gets it now, not in a modeler's first request; then the
+	// changed files of --models DIR are previewed and submitted.
 	go func() {
 		if _, err := sb.Snapshot.Refresh(runCtx); err != nil && runCtx.Err() == nil {
 			log.Error("sandbox snapshot", "err", err)
 		}
+		if err := submitFiles(runCtx, wb, cfg.Models, files, stderr); err != nil && runCtx.Err() == nil {
+			log.Error("models directory", "dir", cfg.Models, "err", err)
+		}
 	}()
 	srv := api.New(api.Config{Store: s, Casebook: cb, Runs: &serverRuns{p: p, ctx: runCtx}, Log: log,
-		Models: api.Models{Catalog: cat, Previewer: &jobs.Previewer{Store: s, Casebook: cb, Catalog: cat, Sandbox: sb}}})
+		Models: api.Models{Catalog: cat, Previewer: wb.Previewer, Workbench: wb}})
 	srv.Registry().MustRegister(series, metrics.NewState(cb, log))
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ctx, ln, cfg.ShutdownGrace) }()
@@ -117,7 +129,7 @@ func serve(ctx context.Context, s *store.Store, cat *models.Catalog, cfg Config,
 	if err := p.Stop(stopCtx); err != nil {
 		log.Warn("the running run did not stop in time", "err", err)
 	}
-	err := <-errc
+	err = <-errc
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}
