@@ -34,7 +34,7 @@ commands:
 flags of list, show and test:
   --models DIR              the files of DIR instead of the embedded ones; a file
                             that does not parse or fails its tests is refused
-`+workbenchUsage
+` + workbenchUsage
 
 func cmdModels(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
