@@ -6,6 +6,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"collider/casebook"
+	"collider/domain"
 )
 
 const userKey = "collider.user"
@@ -17,7 +18,7 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 		h := c.Request().Header.Get("Authorization")
 		token, ok := strings.CutPrefix(h, "Bearer ")
 		if !ok {
-			return casebook.Errorf(casebook.EUNAUTHORIZED, "send Authorization: Bearer <token>")
+			return domain.Errorf(domain.EUNAUTHORIZED, "send Authorization: Bearer <token>")
 		}
 		u, err := s.Casebook.Authenticate(c.Request().Context(), strings.TrimSpace(token))
 		if err != nil {
@@ -39,7 +40,7 @@ func allow(roles ...casebook.Role) echo.MiddlewareFunc {
 					return next(c)
 				}
 			}
-			return casebook.Errorf(casebook.EFORBIDDEN, "role %s may not %s %s", u.Role, c.Request().Method, c.Path())
+			return domain.Errorf(domain.EFORBIDDEN, "role %s may not %s %s", u.Role, c.Request().Method, c.Path())
 		}
 	}
 }

@@ -7,7 +7,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"collider/casebook"
+	"collider/domain"
 	"collider/jobs"
 )
 
@@ -19,13 +19,13 @@ type errorBody struct {
 	} `json:"error"`
 }
 
-var statusOf = map[casebook.Code]int{
-	casebook.EINVALID:      http.StatusBadRequest,
-	casebook.EUNAUTHORIZED: http.StatusUnauthorized,
-	casebook.EFORBIDDEN:    http.StatusForbidden,
-	casebook.ENOTFOUND:     http.StatusNotFound,
-	casebook.ECONFLICT:     http.StatusConflict,
-	casebook.EINTERNAL:     http.StatusInternalServerError,
+var statusOf = map[domain.Code]int{
+	domain.EINVALID:      http.StatusBadRequest,
+	domain.EUNAUTHORIZED: http.StatusUnauthorized,
+	domain.EFORBIDDEN:    http.StatusForbidden,
+	domain.ENOTFOUND:     http.StatusNotFound,
+	domain.ECONFLICT:     http.StatusConflict,
+	domain.EINTERNAL:     http.StatusInternalServerError,
 }
 
 // handleError maps every error to a status and the JSON error shape, in one place.
@@ -33,7 +33,7 @@ func (s *Server) handleError(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
 	}
-	code, status, msg := casebook.EINTERNAL, http.StatusInternalServerError, "internal error"
+	code, status, msg := domain.EINTERNAL, http.StatusInternalServerError, "internal error"
 	var he *echo.HTTPError
 	switch {
 	case errors.As(err, &he):
@@ -44,14 +44,14 @@ func (s *Server) handleError(err error, c echo.Context) {
 		}
 		code = codeOfStatus(status)
 	case errors.Is(err, jobs.ErrNoDelivery):
-		code, status, msg = casebook.ENOTFOUND, http.StatusNotFound, err.Error()
+		code, status, msg = domain.ENOTFOUND, http.StatusNotFound, err.Error()
 	case errors.Is(err, context.Canceled) && c.Request().Context().Err() != nil:
 		// The client went away: nothing to answer, and not a server error.
 		return
 	default:
-		code = casebook.ErrorCode(err)
+		code = domain.ErrorCode(err)
 		status = statusOf[code]
-		msg = casebook.ErrorMessage(err)
+		msg = domain.ErrorMessage(err)
 	}
 	if status >= 500 {
 		s.Log.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err)
@@ -65,7 +65,7 @@ func (s *Server) handleError(err error, c echo.Context) {
 	c.JSON(status, body)
 }
 
-func codeOfStatus(status int) casebook.Code {
+func codeOfStatus(status int) domain.Code {
 	for code, st := range statusOf {
 		if st == status {
 			return code
@@ -73,9 +73,9 @@ func codeOfStatus(status int) casebook.Code {
 	}
 	switch {
 	case status == http.StatusMethodNotAllowed, status == http.StatusRequestEntityTooLarge, status == http.StatusUnsupportedMediaType:
-		return casebook.EINVALID
+		return domain.EINVALID
 	case status >= 500:
-		return casebook.EINTERNAL
+		return domain.EINTERNAL
 	}
-	return casebook.EINVALID
+	return domain.EINVALID
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	cb "collider/casebook"
+	"collider/domain"
 	"collider/jobs"
 	"collider/regions"
 )
@@ -24,7 +25,7 @@ type page[T any] struct {
 
 func newPage[T any](items []T, limit int, cursorOf func(T) int64) page[T] {
 	p := page[T]{Items: items}
-	if len(items) > 0 && len(items) >= cb.PageLimit(limit) {
+	if len(items) > 0 && len(items) >= domain.PageLimit(limit) {
 		c := strconv.FormatInt(cursorOf(items[len(items)-1]), 10)
 		p.NextCursor = &c
 	}
@@ -39,7 +40,7 @@ func queryInt(c echo.Context, name string) (int64, error) {
 	}
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil || n < 0 {
-		return 0, cb.Errorf(cb.EINVALID, "%s must be a non-negative integer, got %q", name, v)
+		return 0, domain.Errorf(domain.EINVALID, "%s must be a non-negative integer, got %q", name, v)
 	}
 	return n, nil
 }
@@ -47,7 +48,7 @@ func queryInt(c echo.Context, name string) (int64, error) {
 func pathID(c echo.Context) (int64, error) {
 	n, err := strconv.ParseInt(c.Param("id"), 10, 64)
 	if err != nil || n <= 0 {
-		return 0, cb.Errorf(cb.EINVALID, "id must be a positive integer, got %q", c.Param("id"))
+		return 0, domain.Errorf(domain.EINVALID, "id must be a positive integer, got %q", c.Param("id"))
 	}
 	return n, nil
 }
@@ -111,7 +112,7 @@ func clueFilter(c echo.Context) (cb.ClueFilter, error) {
 	}
 	f.Model, f.City, f.Severity, f.Status = c.QueryParam("model"), c.QueryParam("city"), c.QueryParam("severity"), c.QueryParam("status")
 	if f.City != "" && !regions.IsCode(f.City) {
-		return f, cb.Errorf(cb.EINVALID, "city must be a 6-digit code, got %q", f.City)
+		return f, domain.Errorf(domain.EINVALID, "city must be a 6-digit code, got %q", f.City)
 	}
 	return f, checkText(f.Model, f.Status)
 }
@@ -121,7 +122,7 @@ func clueFilter(c echo.Context) (cb.ClueFilter, error) {
 func checkText(values ...string) error {
 	for _, v := range values {
 		if !utf8.ValidString(v) {
-			return cb.Errorf(cb.EINVALID, "query parameters must be UTF-8 text, got %q", v)
+			return domain.Errorf(domain.EINVALID, "query parameters must be UTF-8 text, got %q", v)
 		}
 	}
 	return nil
@@ -218,7 +219,7 @@ func (s *Server) listLeads(c echo.Context) error {
 	}
 	f.City, f.Status = c.QueryParam("city"), c.QueryParam("status")
 	if f.City != "" && !regions.IsCode(f.City) {
-		return cb.Errorf(cb.EINVALID, "city must be a 6-digit code, got %q", f.City)
+		return domain.Errorf(domain.EINVALID, "city must be a 6-digit code, got %q", f.City)
 	}
 	if err := checkText(f.Status); err != nil {
 		return err
@@ -228,7 +229,7 @@ func (s *Server) listLeads(c echo.Context) error {
 	case "true":
 		f.Overdue = true
 	default:
-		return cb.Errorf(cb.EINVALID, "overdue is true or false")
+		return domain.Errorf(domain.EINVALID, "overdue is true or false")
 	}
 	items, err := s.Casebook.Leads(c.Request().Context(), user(c), f)
 	if err != nil {
@@ -290,14 +291,14 @@ func (s *Server) postEvent(c echo.Context) error {
 func bindJSON(c echo.Context, v any) error {
 	req := c.Request()
 	if ct := req.Header.Get(echo.HeaderContentType); ct != "" && !strings.HasPrefix(ct, echo.MIMEApplicationJSON) {
-		return cb.Errorf(cb.EINVALID, "send a JSON body (Content-Type: application/json)")
+		return domain.Errorf(domain.EINVALID, "send a JSON body (Content-Type: application/json)")
 	}
 	dec := jsonDecoder(http.MaxBytesReader(c.Response(), req.Body, 1<<20))
 	if err := dec.Decode(v); err != nil {
-		return cb.Errorf(cb.EINVALID, "bad JSON body: %v", err)
+		return domain.Errorf(domain.EINVALID, "bad JSON body: %v", err)
 	}
 	if dec.More() {
-		return cb.Errorf(cb.EINVALID, "bad JSON body: more than one value")
+		return domain.Errorf(domain.EINVALID, "bad JSON body: more than one value")
 	}
 	return nil
 }
@@ -358,7 +359,7 @@ func (s *Server) listDeliveries(c echo.Context) error {
 		return err
 	}
 	// Asked for exactly the page newPage judges full (see listRuns).
-	items, err := jobs.Deliveries(c.Request().Context(), s.Store.DB, cursor, cb.PageLimit(limit))
+	items, err := jobs.Deliveries(c.Request().Context(), s.Store.DB, cursor, domain.PageLimit(limit))
 	if err != nil {
 		return err
 	}

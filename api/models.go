@@ -7,6 +7,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	cb "collider/casebook"
+	"collider/domain"
 	"collider/jobs"
 	"collider/models"
 )
@@ -69,7 +70,7 @@ func describeModel(m *models.Model, withSQL bool) modelInfo {
 
 func (s *Server) catalog() (*models.Catalog, error) {
 	if s.Models.Catalog == nil {
-		return nil, cb.Errorf(cb.ECONFLICT, "this server has no models")
+		return nil, domain.Errorf(domain.ECONFLICT, "this server has no models")
 	}
 	return s.Models.Catalog, nil
 }
@@ -93,7 +94,7 @@ func (s *Server) getModel(c echo.Context) error {
 	}
 	m, err := cat.Model(c.Param("name"))
 	if err != nil {
-		return cb.Errorf(cb.ENOTFOUND, "no model %q", c.Param("name"))
+		return domain.Errorf(domain.ENOTFOUND, "no model %q", c.Param("name"))
 	}
 	return c.JSON(http.StatusOK, describeModel(m, true))
 }
@@ -109,14 +110,14 @@ type previewRequest struct {
 
 func (s *Server) previewModel(c echo.Context) error {
 	if s.Models.Previewer == nil {
-		return cb.Errorf(cb.ECONFLICT, "this server has no models")
+		return domain.Errorf(domain.ECONFLICT, "this server has no models")
 	}
 	var req previewRequest
 	if err := bindJSON(c, &req); err != nil {
 		return err
 	}
 	if req.Sample < 0 || req.Sample > 100 {
-		return cb.Errorf(cb.EINVALID, "sample is 0 to 100")
+		return domain.Errorf(domain.EINVALID, "sample is 0 to 100")
 	}
 	pr, err := s.draftRequest(c.Param("name"), req)
 	if err != nil {
@@ -141,11 +142,11 @@ func (s *Server) draftRequest(name string, req previewRequest) (jobs.PreviewRequ
 	}
 	if strings.TrimSpace(req.Tests) != "" {
 		if pr.Draft == nil {
-			return pr, cb.Errorf(cb.EINVALID, "tests come with a draft's sql")
+			return pr, domain.Errorf(domain.EINVALID, "tests come with a draft's sql")
 		}
 		suite, err := models.ParseSuite("draft/"+name+models.TestsSuffix, []byte(req.Tests))
 		if err != nil {
-			return pr, cb.Errorf(cb.EINVALID, "%v", err)
+			return pr, domain.Errorf(domain.EINVALID, "%w", err)
 		}
 		pr.Draft.Tests = suite
 	}
@@ -154,7 +155,7 @@ func (s *Server) draftRequest(name string, req previewRequest) (jobs.PreviewRequ
 
 func (s *Server) workbench() (*jobs.Workbench, error) {
 	if s.Models.Workbench == nil {
-		return nil, cb.Errorf(cb.ECONFLICT, "this server has no model workbench")
+		return nil, domain.Errorf(domain.ECONFLICT, "this server has no model workbench")
 	}
 	return s.Models.Workbench, nil
 }

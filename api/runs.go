@@ -7,6 +7,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	cb "collider/casebook"
+	"collider/domain"
 	"collider/jobs"
 )
 
@@ -26,7 +27,7 @@ func (s *Server) runRoutes(v1 *echo.Group) {
 
 func (s *Server) runs() (Runs, error) {
 	if s.Runs == nil {
-		return nil, cb.Errorf(cb.ECONFLICT, "this server has no pipeline (started without an inbox)")
+		return nil, domain.Errorf(domain.ECONFLICT, "this server has no pipeline (started without an inbox)")
 	}
 	return s.Runs, nil
 }
@@ -57,9 +58,9 @@ func (s *Server) listRuns(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	// The page is judged full at cb.PageLimit: ask for exactly that many,
+	// The page is judged full at domain.PageLimit: ask for exactly that many,
 	// or a size the pipeline cuts down would end the paging early.
-	items, err := r.List(c.Request().Context(), cursor, cb.PageLimit(limit))
+	items, err := r.List(c.Request().Context(), cursor, domain.PageLimit(limit))
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"time"
+
+	"collider/domain"
 )
 
 // Batch is a published batch of clues (线索批次). For a city user its totals
@@ -48,14 +50,14 @@ func scanBatch(s interface{ Scan(...any) error }, b *Batch) error {
 		return err
 	}
 	b.Models, b.Deliveries = json.RawMessage(models), json.RawMessage(deliveries)
-	b.PublishedAt = Wall(b.PublishedAt)
+	b.PublishedAt = domain.Wall(b.PublishedAt)
 	return nil
 }
 
 // Batches lists batches oldest first, from a cursor.
 func (c *Casebook) Batches(ctx context.Context, u User, after int64, limit int) ([]Batch, error) {
 	q, args := c.batchQuery(u, "b.batch_id > ?")
-	rows, err := c.DB.QueryContext(ctx, q+" ORDER BY b.batch_id LIMIT ?", append(args, after, PageLimit(limit))...)
+	rows, err := c.DB.QueryContext(ctx, q+" ORDER BY b.batch_id LIMIT ?", append(args, after, domain.PageLimit(limit))...)
 	if err != nil {
 		return nil, err
 	}
@@ -77,7 +79,7 @@ func (c *Casebook) Batch(ctx context.Context, u User, id int64) (Batch, error) {
 	var b Batch
 	err := scanBatch(c.DB.QueryRowContext(ctx, q, append(args, id)...), &b)
 	if errors.Is(err, sql.ErrNoRows) {
-		return Batch{}, Errorf(ENOTFOUND, "no batch %d", id)
+		return Batch{}, domain.Errorf(domain.ENOTFOUND, "no batch %d", id)
 	}
 	return scopeBatch(u, b), err
 }

@@ -1,3 +1,6 @@
+// Package casebook is the system of record (案卷): published batches and
+// their clues, the leads routed to the cities and every event on them, the
+// users who act, and the audit log of what they saw and downloaded.
 package casebook
 
 import (
@@ -5,6 +8,8 @@ import (
 	"database/sql"
 	"sync"
 	"time"
+
+	"collider/domain"
 )
 
 // Casebook works on the casebook database through the store's pool.
@@ -70,7 +75,7 @@ func (c *Casebook) dueDays(severity string) int {
 // Audit records a download or a view of unmasked personal data.
 func (c *Casebook) Audit(ctx context.Context, u User, action, object string, rows int64, detail string) error {
 	_, err := c.DB.ExecContext(ctx, `INSERT INTO casebook.audit VALUES (nextval('casebook.audit_ids'), ?, ?, ?, ?, ?, ?, ?, ?)`,
-		DBTime(c.now()), u.ID, u.Name, string(u.Role), action, object, rows, nullString(detail))
+		domain.DBTime(c.now()), u.ID, u.Name, string(u.Role), action, object, rows, nullString(detail))
 	return err
 }
 
@@ -93,7 +98,7 @@ func (c *Casebook) AuditLog(ctx context.Context, before int64, limit int) ([]Aud
 		before = 1 << 62
 	}
 	rows, err := c.DB.QueryContext(ctx, `SELECT audit_id, event_at, coalesce(user_id, 0), user_name, role, action, object, rows, coalesce(detail, '')
-		FROM casebook.audit WHERE audit_id < ? ORDER BY audit_id DESC LIMIT ?`, before, PageLimit(limit))
+		FROM casebook.audit WHERE audit_id < ? ORDER BY audit_id DESC LIMIT ?`, before, domain.PageLimit(limit))
 	if err != nil {
 		return nil, err
 	}
@@ -104,33 +109,8 @@ func (c *Casebook) AuditLog(ctx context.Context, before int64, limit int) ([]Aud
 		if err := rows.Scan(&a.ID, &a.At, &a.UserID, &a.UserName, &a.Role, &a.Action, &a.Object, &a.Rows, &a.Detail); err != nil {
 			return nil, err
 		}
-		a.At = Wall(a.At)
+		a.At = domain.Wall(a.At)
 		out = append(out, a)
 	}
 	return out, rows.Err()
-}
-
-// ChinaTime is China Standard Time (UTC+8, no daylight saving): every time in
-// the store is a wall-clock time there.
-var ChinaTime = time.FixedZone("CST", 8*3600)
-
-// Wall reads a TIMESTAMP from the store, which the driver returns as UTC, as
-// the China Standard Time wall-clock time it is.
-func Wall(t time.Time) time.Time {
-	return time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), t.Second(), t.Nanosecond(), ChinaTime)
-}
-
-// DBTime is how a time is bound as a parameter: its China Standard Time
-// wall clock as text. duckdb-go binds a time.Time as an instant in some
-// statement shapes (INSERT … SELECT ?) and as a UTC wall clock in others
-// (VALUES (?)); text is read the same way in every shape.
-func DBTime(t time.Time) string { return t.In(ChinaTime).Format("2006-01-02 15:04:05.000000") }
-
-// wallPtr is Wall for an optional time.
-func wallPtr(t *time.Time) *time.Time {
-	if t == nil {
-		return nil
-	}
-	w := Wall(*t)
-	return &w
 }

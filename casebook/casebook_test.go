@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"collider/domain"
 	"collider/store"
 )
 
@@ -66,7 +67,7 @@ func (f *fixture) addLead(t *testing.T, id int64, city, severity string) {
 func amount(v float64) *float64 { return &v }
 
 // Every action from every status, by the lead's own city: only the spec's
-// transitions succeed; everything else is ECONFLICT and changes nothing.
+// transitions succeed; everything else is domain.ECONFLICT and changes nothing.
 func TestAct_OnlyTheWorkflowsTransitions(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
@@ -113,7 +114,7 @@ func TestAct_OnlyTheWorkflowsTransitions(t *testing.T) {
 				t.Errorf("%s → %s: %v", from, name, err)
 			case ok && l.Status != want:
 				t.Errorf("%s → %s: status %s, want %s", from, name, l.Status, want)
-			case !ok && ErrorCode(err) != ECONFLICT && ErrorCode(err) != EFORBIDDEN:
+			case !ok && domain.ErrorCode(err) != domain.ECONFLICT && domain.ErrorCode(err) != domain.EFORBIDDEN:
 				t.Errorf("%s → %s: got %v, want a conflict", from, name, err)
 			}
 			after, _ := f.cb.Events(ctx, f.province, id)
@@ -131,10 +132,10 @@ func TestAct_ReturnedLeadIsReassignedByTheProvince(t *testing.T) {
 	if _, err := f.cb.Act(ctx, f.lanzhou, 1, Action{Action: ActionReturn, Note: "机构在白银"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.cb.Lead(ctx, f.lanzhou, 1); ErrorCode(err) != ENOTFOUND {
+	if _, err := f.cb.Lead(ctx, f.lanzhou, 1); domain.ErrorCode(err) != domain.ENOTFOUND {
 		t.Fatalf("a returned lead stays visible to the city: %v", err)
 	}
-	if _, err := f.cb.Act(ctx, f.baiyin, 1, Action{Action: ActionReassign, City: "620400"}); ErrorCode(err) != ENOTFOUND && ErrorCode(err) != EFORBIDDEN {
+	if _, err := f.cb.Act(ctx, f.baiyin, 1, Action{Action: ActionReassign, City: "620400"}); domain.ErrorCode(err) != domain.ENOTFOUND && domain.ErrorCode(err) != domain.EFORBIDDEN {
 		t.Fatalf("a city reassigned: %v", err)
 	}
 	l, err := f.cb.Act(ctx, f.province, 1, Action{Action: ActionReassign, City: "620400"})
@@ -170,7 +171,7 @@ func TestAct_ClosingNeedsOutcomeNoteAndAmount(t *testing.T) {
 		{Action: "approve"},
 	}
 	for _, a := range bad {
-		if _, err := f.cb.Act(ctx, f.lanzhou, 1, a); ErrorCode(err) != EINVALID {
+		if _, err := f.cb.Act(ctx, f.lanzhou, 1, a); domain.ErrorCode(err) != domain.EINVALID {
 			t.Errorf("%+v: %v", a, err)
 		}
 	}
@@ -186,11 +187,11 @@ func TestAct_OtherCitiesAndRolesCannotTouchALead(t *testing.T) {
 	f.addLead(t, 1, "620100", "high")
 	for _, u := range []User{f.baiyin, f.modeler, f.admin, f.province} {
 		_, err := f.cb.Act(ctx, u, 1, Action{Action: ActionAccept})
-		if code := ErrorCode(err); code != ENOTFOUND && code != EFORBIDDEN {
+		if code := domain.ErrorCode(err); code != domain.ENOTFOUND && code != domain.EFORBIDDEN {
 			t.Errorf("%s: %v", u.Name, err)
 		}
 	}
-	if _, err := f.cb.Lead(ctx, f.baiyin, 1); ErrorCode(err) != ENOTFOUND {
+	if _, err := f.cb.Lead(ctx, f.baiyin, 1); domain.ErrorCode(err) != domain.ENOTFOUND {
 		t.Fatalf("another city sees the lead: %v", err)
 	}
 }
@@ -230,11 +231,11 @@ func TestUsers_TokensAreHashedAndRevocable(t *testing.T) {
 	if err := f.cb.Revoke(ctx, u.ID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.cb.Authenticate(ctx, token); ErrorCode(err) != EUNAUTHORIZED {
+	if _, err := f.cb.Authenticate(ctx, token); domain.ErrorCode(err) != domain.EUNAUTHORIZED {
 		t.Fatalf("revoked token works: %v", err)
 	}
 	for _, bad := range [][3]string{{"", "city", "620100"}, {"x", "city", ""}, {"x", "city", "620102"}, {"x", "boss", ""}, {"x", "province", "620100"}, {"x", "city", "629900"}} {
-		if _, _, err := f.cb.AddUser(ctx, bad[0], Role(bad[1]), bad[2]); ErrorCode(err) != EINVALID {
+		if _, _, err := f.cb.AddUser(ctx, bad[0], Role(bad[1]), bad[2]); domain.ErrorCode(err) != domain.EINVALID {
 			t.Errorf("%v: %v", bad, err)
 		}
 	}
@@ -264,10 +265,10 @@ func TestLeads_InboxShowsEveryChangeAtOnce(t *testing.T) {
 
 func TestLeads_UnknownStatusIsRefused(t *testing.T) {
 	f := newFixture(t)
-	if _, err := f.cb.Leads(context.Background(), f.lanzhou, LeadFilter{Status: "done"}); ErrorCode(err) != EINVALID {
+	if _, err := f.cb.Leads(context.Background(), f.lanzhou, LeadFilter{Status: "done"}); domain.ErrorCode(err) != domain.EINVALID {
 		t.Fatalf("got %v", err)
 	}
-	if _, err := f.cb.Clues(context.Background(), f.province, ClueFilter{Status: "done"}); ErrorCode(err) != EINVALID {
+	if _, err := f.cb.Clues(context.Background(), f.province, ClueFilter{Status: "done"}); domain.ErrorCode(err) != domain.EINVALID {
 		t.Fatalf("got %v", err)
 	}
 }

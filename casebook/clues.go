@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"collider/domain"
 	"collider/personid"
 )
 
@@ -84,10 +85,10 @@ func scanClue(s interface{ Scan(...any) error }, cl *Clue) error {
 	cl.Reasons, cl.SettlementIDs = splitList(reasons), splitList(ids)
 	cl.Evidence = json.RawMessage(evidence)
 	if first.Valid {
-		cl.FirstVisit = wallPtr(&first.Time)
+		cl.FirstVisit = domain.WallPtr(&first.Time)
 	}
 	if last.Valid {
-		cl.LastVisit = wallPtr(&last.Time)
+		cl.LastVisit = domain.WallPtr(&last.Time)
 	}
 	if follow.Valid {
 		cl.FollowUpOf = &follow.Int64
@@ -111,7 +112,7 @@ func clueScope(u User, f ClueFilter) (string, []any, error) {
 	switch u.Role {
 	case RoleCity:
 		if f.City != "" && f.City != u.City {
-			return "", nil, Errorf(EFORBIDDEN, "a city bureau sees only its own city's clues")
+			return "", nil, domain.Errorf(domain.EFORBIDDEN, "a city bureau sees only its own city's clues")
 		}
 		where = append(where, "l.city_code = ?")
 		args = append(args, u.City)
@@ -121,7 +122,7 @@ func clueScope(u User, f ClueFilter) (string, []any, error) {
 			args = append(args, f.City)
 		}
 	default:
-		return "", nil, Errorf(EFORBIDDEN, "unknown role")
+		return "", nil, domain.Errorf(domain.EFORBIDDEN, "unknown role")
 	}
 	if f.Batch > 0 {
 		where = append(where, "c.batch_id = ?")
@@ -133,7 +134,7 @@ func clueScope(u User, f ClueFilter) (string, []any, error) {
 	}
 	if f.Severity != "" {
 		if f.Severity != "high" && f.Severity != "medium" && f.Severity != "low" {
-			return "", nil, Errorf(EINVALID, "severity is high, medium or low")
+			return "", nil, domain.Errorf(domain.EINVALID, "severity is high, medium or low")
 		}
 		where = append(where, "c.severity = ?")
 		args = append(args, f.Severity)
@@ -159,7 +160,7 @@ func (c *Casebook) Clues(ctx context.Context, u User, f ClueFilter) ([]Clue, err
 		return nil, err
 	}
 	rows, err := c.DB.QueryContext(ctx, fmt.Sprintf(`SELECT %s FROM casebook.clues c JOIN casebook.leads l ON l.lead_id = c.clue_id
-		WHERE %s ORDER BY c.clue_id LIMIT %d`, clueColumns, where, PageLimit(f.Limit)), args...)
+		WHERE %s ORDER BY c.clue_id LIMIT %d`, clueColumns, where, domain.PageLimit(f.Limit)), args...)
 	if err != nil {
 		return nil, err
 	}
@@ -200,7 +201,7 @@ func (c *Casebook) Clue(ctx context.Context, u User, id int64) (Clue, error) {
 	err = scanClue(c.DB.QueryRowContext(ctx, fmt.Sprintf(`SELECT %s FROM casebook.clues c JOIN casebook.leads l ON l.lead_id = c.clue_id
 		WHERE c.clue_id = ? AND %s`, clueColumns, where), append([]any{id}, args...)...), &cl)
 	if errors.Is(err, sql.ErrNoRows) {
-		return Clue{}, Errorf(ENOTFOUND, "no clue %d", id)
+		return Clue{}, domain.Errorf(domain.ENOTFOUND, "no clue %d", id)
 	}
 	if err != nil {
 		return Clue{}, err

@@ -12,6 +12,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"collider/domain"
 )
 
 // Draft statuses.
@@ -84,9 +86,9 @@ func scanDraft(sc interface{ Scan(...any) error }) (ModelDraft, error) {
 	if preview != "" {
 		d.Preview = json.RawMessage(preview)
 	}
-	d.SubmittedAt = Wall(d.SubmittedAt)
+	d.SubmittedAt = domain.Wall(d.SubmittedAt)
 	if decided.Valid {
-		t := Wall(decided.Time)
+		t := domain.Wall(decided.Time)
 		d.DecidedAt = &t
 	}
 	return d, nil
@@ -110,7 +112,7 @@ func (c *Casebook) AddDraft(ctx context.Context, who User, d ModelDraft, live bo
 				tests_file, tests, source, note, status, tests_passed, preview, submitted_by, submitted_by_id, submitted_at)
 			VALUES (nextval('casebook.model_draft_ids'), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING draft_id`,
 			d.Model, d.Version, nullString(d.BaseVersion), d.Text, d.File, string(params), nullString(d.TestsFile), nullString(d.Tests),
-			d.Source, d.Note, d.Status, d.TestsPassed, nullString(string(d.Preview)), who.Name, nullID(who.ID), DBTime(d.SubmittedAt)).Scan(&d.ID); err != nil {
+			d.Source, d.Note, d.Status, d.TestsPassed, nullString(string(d.Preview)), who.Name, nullID(who.ID), domain.DBTime(d.SubmittedAt)).Scan(&d.ID); err != nil {
 			return err
 		}
 		return c.addModelEvent(ctx, tx, who, d.Model, action, d.Version, d.ID, d.Note, live)
@@ -134,7 +136,7 @@ func nullID(id int64) any {
 
 func (c *Casebook) addModelEvent(ctx context.Context, tx *sql.Tx, who User, model, action, version string, draftID int64, note string, live bool) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO casebook.model_events VALUES (nextval('casebook.model_event_ids'), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		model, action, version, nullID(draftID), nullID(who.ID), who.Name, string(who.Role), DBTime(c.now()), nullString(note), live)
+		model, action, version, nullID(draftID), nullID(who.ID), who.Name, string(who.Role), domain.DBTime(c.now()), nullString(note), live)
 	return err
 }
 
@@ -154,7 +156,7 @@ func (c *Casebook) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
 func (c *Casebook) Draft(ctx context.Context, id int64) (ModelDraft, error) {
 	d, err := scanDraft(c.DB.QueryRowContext(ctx, "SELECT "+draftColumns+" FROM casebook.model_drafts WHERE draft_id = ?", id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return d, Errorf(ENOTFOUND, "no draft %d", id)
+		return d, domain.Errorf(domain.ENOTFOUND, "no draft %d", id)
 	}
 	return d, err
 }
@@ -177,7 +179,7 @@ func (c *Casebook) Drafts(ctx context.Context, model, status string, before int6
 	}
 	rows, err := c.DB.QueryContext(ctx, "SELECT "+draftColumns+` FROM casebook.model_drafts
 		WHERE draft_id < ? AND (? = '' OR model = ?) AND (? = '' OR status = ?) AND status <> 'shipped'
-		ORDER BY draft_id DESC LIMIT ?`, before, model, model, status, status, PageLimit(limit))
+		ORDER BY draft_id DESC LIMIT ?`, before, model, model, status, status, domain.PageLimit(limit))
 	if err != nil {
 		return nil, err
 	}
@@ -201,19 +203,19 @@ func (c *Casebook) DecideDraft(ctx context.Context, who User, id int64, status, 
 	err := c.inTx(ctx, func(tx *sql.Tx) error {
 		d, err := scanDraft(tx.QueryRowContext(ctx, "SELECT "+draftColumns+" FROM casebook.model_drafts WHERE draft_id = ?", id))
 		if errors.Is(err, sql.ErrNoRows) {
-			return Errorf(ENOTFOUND, "no draft %d", id)
+			return domain.Errorf(domain.ENOTFOUND, "no draft %d", id)
 		}
 		if err != nil {
 			return err
 		}
 		if d.Status != DraftPending {
-			return Errorf(ECONFLICT, "draft %d is %s, not pending", id, d.Status)
+			return domain.Errorf(domain.ECONFLICT, "draft %d is %s, not pending", id, d.Status)
 		}
 		if err := check(d); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE casebook.model_drafts SET status = ?, decided_by = ?, decided_by_id = ?, decided_at = ?, decision = ?
-			WHERE draft_id = ?`, status, who.Name, nullID(who.ID), DBTime(c.now()), nullString(note), id); err != nil {
+			WHERE draft_id = ?`, status, who.Name, nullID(who.ID), domain.DBTime(c.now()), nullString(note), id); err != nil {
 			return err
 		}
 		action := map[string]string{DraftApproved: "approve", DraftRejected: "reject"}[status]
@@ -240,7 +242,7 @@ func (c *Casebook) ModelHistory(ctx context.Context, model string, before int64,
 		before = 1 << 62
 	}
 	rows, err := c.DB.QueryContext(ctx, `SELECT event_id, model, action, version, coalesce(draft_id, 0), user_name, role, event_at, coalesce(note, ''), live
-		FROM casebook.model_events WHERE model = ? AND event_id < ? ORDER BY event_id DESC LIMIT ?`, model, before, PageLimit(limit))
+		FROM casebook.model_events WHERE model = ? AND event_id < ? ORDER BY event_id DESC LIMIT ?`, model, before, domain.PageLimit(limit))
 	if err != nil {
 		return nil, err
 	}
@@ -251,7 +253,7 @@ func (c *Casebook) ModelHistory(ctx context.Context, model string, before int64,
 		if err := rows.Scan(&e.ID, &e.Model, &e.Action, &e.Version, &e.DraftID, &e.UserName, &e.Role, &e.At, &e.Note, &e.Live); err != nil {
 			return nil, err
 		}
-		e.At = Wall(e.At)
+		e.At = domain.Wall(e.At)
 		out = append(out, e)
 	}
 	return out, rows.Err()

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"collider/domain"
+
 	"github.com/parquet-go/parquet-go"
 	"github.com/xuri/excelize/v2"
 )
@@ -35,7 +37,7 @@ func ContentType(format string) (string, error) {
 	case "parquet":
 		return "application/vnd.apache.parquet", nil
 	}
-	return "", Errorf(EINVALID, "unknown format %q (formats: csv, xlsx, parquet)", format)
+	return "", domain.Errorf(domain.EINVALID, "unknown format %q (formats: csv, xlsx, parquet)", format)
 }
 
 // exportRow is a clue as one flat row, for every format.
@@ -194,7 +196,7 @@ func newSink(format string, w io.Writer, tmpDir string) (rowSink, error) {
 	case "parquet":
 		return &parquetSink{w: parquet.NewGenericWriter[exportRow](w, parquet.Compression(&parquet.Zstd)), batch: make([]exportRow, 0, 1024)}, nil
 	}
-	return nil, Errorf(EINVALID, "unknown format %q", format)
+	return nil, domain.Errorf(domain.EINVALID, "unknown format %q", format)
 }
 
 // CSV in UTF-8 with a byte-order mark, so that Excel opens Chinese text correctly.

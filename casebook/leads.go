@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"collider/domain"
 	"collider/regions"
 )
 
@@ -108,7 +109,7 @@ func checkStatus(s string) error {
 	case StatusNew, StatusAccepted, StatusInvestigating, StatusReturned, StatusClosed:
 		return nil
 	}
-	return Errorf(EINVALID, "status is new, accepted, investigating, returned or closed, not %q", s)
+	return domain.Errorf(domain.EINVALID, "status is new, accepted, investigating, returned or closed, not %q", s)
 }
 
 // IsProvinceCode reports whether a region code is a province (xx0000): leads
@@ -130,25 +131,25 @@ func canSee(u User, city string) bool {
 func checkAction(u User, l Lead, a Action) (to string, err error) {
 	t, ok := transitions[a.Action]
 	if !ok {
-		return "", Errorf(EINVALID, "unknown action %q (actions: accept, investigate, close, return, reassign)", a.Action)
+		return "", domain.Errorf(domain.EINVALID, "unknown action %q (actions: accept, investigate, close, return, reassign)", a.Action)
 	}
 	switch {
 	case a.Action == ActionReassign:
 		if u.Role != RoleProvince {
-			return "", Errorf(EFORBIDDEN, "only the province reassigns leads")
+			return "", domain.Errorf(domain.EFORBIDDEN, "only the province reassigns leads")
 		}
 	case u.Role == RoleCity && l.City == u.City:
 	case u.Role == RoleProvince && IsProvinceCode(l.City):
 		// Leads no city could take are the province's own to work.
 	default:
-		return "", Errorf(EFORBIDDEN, "a %s user cannot %s lead %d held by %s", u.Role, a.Action, l.ID, l.City)
+		return "", domain.Errorf(domain.EFORBIDDEN, "a %s user cannot %s lead %d held by %s", u.Role, a.Action, l.ID, l.City)
 	}
 	allowed := false
 	for _, f := range t.from {
 		allowed = allowed || f == l.Status
 	}
 	if !allowed {
-		return "", Errorf(ECONFLICT, "lead %d is %s; %s is allowed only from %s", l.ID, l.Status, a.Action, strings.Join(t.from, " or "))
+		return "", domain.Errorf(domain.ECONFLICT, "lead %d is %s; %s is allowed only from %s", l.ID, l.Status, a.Action, strings.Join(t.from, " or "))
 	}
 	switch a.Action {
 	case ActionClose:
@@ -156,34 +157,34 @@ func checkAction(u User, l Lead, a Action) (to string, err error) {
 		case OutcomeConfirmed:
 			// The column is DECIMAL(18,2): a larger amount would fail the write as a 500.
 			if a.RecoveredAmount == nil || *a.RecoveredAmount < 0 || *a.RecoveredAmount >= 1e16 {
-				return "", Errorf(EINVALID, "closing as confirmed needs recovered_amount (0 or more, under 10^16 yuan)")
+				return "", domain.Errorf(domain.EINVALID, "closing as confirmed needs recovered_amount (0 or more, under 10^16 yuan)")
 			}
 		case OutcomeDismissed, OutcomeReferred:
 			if a.RecoveredAmount != nil && *a.RecoveredAmount != 0 {
-				return "", Errorf(EINVALID, "recovered_amount goes with outcome confirmed only")
+				return "", domain.Errorf(domain.EINVALID, "recovered_amount goes with outcome confirmed only")
 			}
 		default:
-			return "", Errorf(EINVALID, "closing needs an outcome: confirmed, dismissed or referred")
+			return "", domain.Errorf(domain.EINVALID, "closing needs an outcome: confirmed, dismissed or referred")
 		}
 		if strings.TrimSpace(a.Note) == "" {
-			return "", Errorf(EINVALID, "closing needs a note")
+			return "", domain.Errorf(domain.EINVALID, "closing needs a note")
 		}
 	case ActionReturn:
 		if strings.TrimSpace(a.Note) == "" {
-			return "", Errorf(EINVALID, "returning a lead needs a note saying why it is not yours")
+			return "", domain.Errorf(domain.EINVALID, "returning a lead needs a note saying why it is not yours")
 		}
 	case ActionReassign:
 		if !regions.IsCode(a.City) || a.City[4:] != "00" || IsProvinceCode(a.City) {
-			return "", Errorf(EINVALID, "reassign needs city_code, a 6-digit city code like 620100")
+			return "", domain.Errorf(domain.EINVALID, "reassign needs city_code, a 6-digit city code like 620100")
 		}
 		// A city that does not exist, or another province's, would strand
 		// the lead where no bureau can act on it and the province no longer can.
 		if r, ok := shippedRegion(a.City); !ok || r.Level != "city" || regions.ProvinceOf(a.City) != regions.ProvinceOf(l.City) {
-			return "", Errorf(EINVALID, "reassign needs city_code, a city of province %s (%q is not one)", regions.ProvinceOf(l.City), a.City)
+			return "", domain.Errorf(domain.EINVALID, "reassign needs city_code, a city of province %s (%q is not one)", regions.ProvinceOf(l.City), a.City)
 		}
 	}
 	if a.Action != ActionClose && (a.Outcome != "" || a.RecoveredAmount != nil) {
-		return "", Errorf(EINVALID, "outcome and recovered_amount go with close only")
+		return "", domain.Errorf(domain.EINVALID, "outcome and recovered_amount go with close only")
 	}
 	return t.to, nil
 }
@@ -202,9 +203,9 @@ func scanLead(s interface{ Scan(...any) error }, l *Lead) error {
 		l.RecoveredAmount = &rec.Float64
 	}
 	if closed.Valid {
-		l.ClosedAt = wallPtr(&closed.Time)
+		l.ClosedAt = domain.WallPtr(&closed.Time)
 	}
-	l.RoutedAt, l.UpdatedAt = Wall(l.RoutedAt), Wall(l.UpdatedAt)
+	l.RoutedAt, l.UpdatedAt = domain.Wall(l.RoutedAt), domain.Wall(l.UpdatedAt)
 	return nil
 }
 
@@ -223,9 +224,9 @@ func (c *Casebook) Act(ctx context.Context, u User, leadID int64, a Action) (Lea
 	defer tx.Rollback()
 	var l Lead
 	now := c.now()
-	err = scanLead(tx.QueryRowContext(ctx, "SELECT "+leadColumns+" FROM casebook.leads l WHERE l.lead_id = ?", DBTime(now), leadID), &l)
+	err = scanLead(tx.QueryRowContext(ctx, "SELECT "+leadColumns+" FROM casebook.leads l WHERE l.lead_id = ?", domain.DBTime(now), leadID), &l)
 	if errors.Is(err, sql.ErrNoRows) || (err == nil && !canSee(u, l.City)) {
-		return Lead{}, Errorf(ENOTFOUND, "no lead %d", leadID)
+		return Lead{}, domain.Errorf(domain.ENOTFOUND, "no lead %d", leadID)
 	}
 	if err != nil {
 		return Lead{}, err
@@ -244,16 +245,16 @@ func (c *Casebook) Act(ctx context.Context, u User, leadID int64, a Action) (Lea
 	}
 	var closedAt any
 	if to == StatusClosed {
-		closedAt = DBTime(now)
+		closedAt = domain.DBTime(now)
 	}
 	note := strings.TrimSpace(a.Note)
 	if _, err := tx.ExecContext(ctx, `UPDATE casebook.leads SET status = ?, city_code = ?, updated_at = ?,
 		outcome = coalesce(?, outcome), recovered_amount = coalesce(?, recovered_amount), note = coalesce(?, note), closed_at = coalesce(?, closed_at)
-		WHERE lead_id = ?`, to, city, DBTime(now), nullString(a.Outcome), a.RecoveredAmount, nullString(note), closedAt, leadID); err != nil {
+		WHERE lead_id = ?`, to, city, domain.DBTime(now), nullString(a.Outcome), a.RecoveredAmount, nullString(note), closedAt, leadID); err != nil {
 		return Lead{}, conflictOr(err)
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO casebook.lead_events VALUES (nextval('casebook.event_ids'), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		leadID, DBTime(now), u.ID, u.Name, string(u.Role), a.Action, l.Status, to, city, nullString(a.Outcome), a.RecoveredAmount, nullString(note)); err != nil {
+		leadID, domain.DBTime(now), u.ID, u.Name, string(u.Role), a.Action, l.Status, to, city, nullString(a.Outcome), a.RecoveredAmount, nullString(note)); err != nil {
 		return Lead{}, conflictOr(err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -266,10 +267,10 @@ func (c *Casebook) Act(ctx context.Context, u User, leadID int64, a Action) (Lea
 }
 
 // conflictOr turns DuckDB's write-write conflict (two people acting on one
-// lead at once) into ECONFLICT.
+// lead at once) into domain.ECONFLICT.
 func conflictOr(err error) error {
 	if strings.Contains(err.Error(), "Conflict") || strings.Contains(err.Error(), "conflict") {
-		return Errorf(ECONFLICT, "the lead was changed by someone else at the same moment; reload and try again")
+		return domain.Errorf(domain.ECONFLICT, "the lead was changed by someone else at the same moment; reload and try again")
 	}
 	return err
 }
@@ -281,9 +282,9 @@ func (c *Casebook) Lead(ctx context.Context, u User, id int64) (Lead, error) {
 
 func (c *Casebook) lead(ctx context.Context, u User, id int64, scoped bool) (Lead, error) {
 	var l Lead
-	err := scanLead(c.DB.QueryRowContext(ctx, "SELECT "+leadColumns+" FROM casebook.leads l WHERE l.lead_id = ?", DBTime(c.now()), id), &l)
+	err := scanLead(c.DB.QueryRowContext(ctx, "SELECT "+leadColumns+" FROM casebook.leads l WHERE l.lead_id = ?", domain.DBTime(c.now()), id), &l)
 	if errors.Is(err, sql.ErrNoRows) || (err == nil && scoped && !canSee(u, l.City)) {
-		return Lead{}, Errorf(ENOTFOUND, "no lead %d", id)
+		return Lead{}, domain.Errorf(domain.ENOTFOUND, "no lead %d", id)
 	}
 	if err != nil {
 		return Lead{}, err
@@ -325,7 +326,7 @@ func (c *Casebook) Events(ctx context.Context, u User, leadID int64) ([]Event, e
 		if rec.Valid {
 			e.RecoveredAmount = &rec.Float64
 		}
-		e.At = Wall(e.At)
+		e.At = domain.Wall(e.At)
 		out = append(out, e)
 	}
 	return out, rows.Err()
@@ -346,13 +347,13 @@ type LeadFilter struct {
 // (or the next day, for the overdue flags).
 func (c *Casebook) Leads(ctx context.Context, u User, f LeadFilter) ([]Lead, error) {
 	if u.Role == RoleModeler {
-		return nil, Errorf(EFORBIDDEN, "modelers work with clues and metrics, not lead inboxes")
+		return nil, domain.Errorf(domain.EFORBIDDEN, "modelers work with clues and metrics, not lead inboxes")
 	}
 	scopeCity := f.City
 	if u.Role == RoleCity {
 		scopeCity = u.City
 	}
-	key := fmt.Sprintf("%s|%s|%s|%t|%d|%d|%s", u.Role, scopeCity, f.Status, f.Overdue, f.After, PageLimit(f.Limit), c.now().In(ChinaTime).Format("2006-01-02"))
+	key := fmt.Sprintf("%s|%s|%s|%t|%d|%d|%s", u.Role, scopeCity, f.Status, f.Overdue, f.After, domain.PageLimit(f.Limit), c.now().In(domain.ChinaTime).Format("2006-01-02"))
 	if page, ok := c.inbox.get(key); ok {
 		return page, nil
 	}
@@ -366,7 +367,7 @@ func (c *Casebook) Leads(ctx context.Context, u User, f LeadFilter) ([]Lead, err
 
 func (c *Casebook) leads(ctx context.Context, u User, f LeadFilter) ([]Lead, error) {
 	where := []string{"l.lead_id > ?"}
-	args := []any{DBTime(c.now()), f.After}
+	args := []any{domain.DBTime(c.now()), f.After}
 	if u.Role == RoleCity {
 		where = append(where, "l.city_code = ?")
 		args = append(args, u.City)
@@ -383,9 +384,9 @@ func (c *Casebook) leads(ctx context.Context, u User, f LeadFilter) ([]Lead, err
 	}
 	if f.Overdue {
 		where = append(where, "l.status <> 'closed' AND l.due_date < CAST(? AS DATE)")
-		args = append(args, DBTime(c.now()))
+		args = append(args, domain.DBTime(c.now()))
 	}
-	limit := PageLimit(f.Limit)
+	limit := domain.PageLimit(f.Limit)
 	rows, err := c.query(ctx, fmt.Sprintf("SELECT %s FROM casebook.leads l WHERE %s ORDER BY l.lead_id LIMIT %d",
 		leadColumns, strings.Join(where, " AND "), limit), args...)
 	if err != nil {
@@ -401,20 +402,6 @@ func (c *Casebook) leads(ctx context.Context, u User, f LeadFilter) ([]Lead, err
 		out = append(out, l)
 	}
 	return out, rows.Err()
-}
-
-// MaxPage is the largest page any list gives.
-const MaxPage = 1000
-
-// PageLimit is the page size every list uses: 100 when not given, at most MaxPage.
-func PageLimit(n int) int {
-	switch {
-	case n <= 0:
-		return 100
-	case n > MaxPage:
-		return MaxPage
-	}
-	return n
 }
 
 // inboxCache remembers lead pages until the leads change. A page read while

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"collider/domain"
+
 	"github.com/xuri/excelize/v2"
 )
 
@@ -37,9 +39,9 @@ func (c *Casebook) Metrics(ctx context.Context, u User, by string) ([]Metric, er
 	case "city":
 		groupCols = "'', '', l.city_code"
 	default:
-		return nil, Errorf(EINVALID, "metrics by model or city, not %q", by)
+		return nil, domain.Errorf(domain.EINVALID, "metrics by model or city, not %q", by)
 	}
-	where, args := "true", []any{DBTime(c.now())}
+	where, args := "true", []any{domain.DBTime(c.now())}
 	if u.Role == RoleCity {
 		where = "l.city_code = ?"
 		args = append(args, u.City)
@@ -88,19 +90,19 @@ type ReportRow struct {
 // MonthlyReport counts a month's work per city from the lead events, so it
 // can be run for any past month. month is YYYY-MM.
 func (c *Casebook) MonthlyReport(ctx context.Context, u User, month string) ([]ReportRow, error) {
-	start, err := time.ParseInLocation("2006-01", month, ChinaTime)
+	start, err := time.ParseInLocation("2006-01", month, domain.ChinaTime)
 	if err != nil {
-		return nil, Errorf(EINVALID, "month is YYYY-MM, got %q", month)
+		return nil, domain.Errorf(domain.EINVALID, "month is YYYY-MM, got %q", month)
 	}
 	if u.Role == RoleModeler {
-		return nil, Errorf(EFORBIDDEN, "the supervision report is for the province and the cities")
+		return nil, domain.Errorf(domain.EFORBIDDEN, "the supervision report is for the province and the cities")
 	}
 	end := start.AddDate(0, 1, 0)
 	asOf := end
 	if now := c.now(); now.Before(end) {
 		asOf = now
 	}
-	cityFilter, args := "", []any{DBTime(start), DBTime(end), DBTime(asOf)}
+	cityFilter, args := "", []any{domain.DBTime(start), domain.DBTime(end), domain.DBTime(asOf)}
 	if u.Role == RoleCity {
 		cityFilter = "WHERE city = $4"
 		args = append(args, u.City)

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+
+	"collider/domain"
 )
 
 // ModelRun is one model's contribution to a batch: its version and the temp
@@ -90,12 +92,12 @@ func (c *Casebook) Publish(ctx context.Context, conn *sql.Conn, in PublishInput)
 				       CAST(CAST(? AS TIMESTAMP) + to_days(CAST(CASE c.severity WHEN 'high' THEN ? WHEN 'medium' THEN ? ELSE ? END AS INTEGER)) AS DATE),
 				       ?, NULL
 				FROM %s c JOIN %s n USING (clue_no)`, m.ClueTable, ids),
-				[]any{DBTime(now), DBTime(now), c.dueDays("high"), c.dueDays("medium"), c.dueDays("low"), DBTime(now)}},
+				[]any{domain.DBTime(now), domain.DBTime(now), c.dueDays("high"), c.dueDays("medium"), c.dueDays("low"), domain.DBTime(now)}},
 			{"route events", fmt.Sprintf(`INSERT INTO casebook.lead_events
 				SELECT nextval('casebook.event_ids'), n.clue_id, ?, NULL, 'collider', 'system', 'route', NULL, 'new', c.city_code, NULL, NULL, ?
-				FROM %s c JOIN %s n USING (clue_no)`, m.ClueTable, ids), []any{DBTime(now), fmt.Sprintf("batch %d", batchID)}},
+				FROM %s c JOIN %s n USING (clue_no)`, m.ClueTable, ids), []any{domain.DBTime(now), fmt.Sprintf("batch %d", batchID)}},
 			{"record model version", `INSERT OR IGNORE INTO casebook.model_versions VALUES (?, ?, ?, ?, ?, ?)`,
-				[]any{m.Version, m.Model, m.Title, m.SQL, m.Params, DBTime(now)}},
+				[]any{m.Version, m.Model, m.Title, m.SQL, m.Params, domain.DBTime(now)}},
 			{"drop ids", "DROP TABLE " + ids, nil},
 		}
 		for _, st := range steps {
@@ -116,7 +118,7 @@ func (c *Casebook) Publish(ctx context.Context, conn *sql.Conn, in PublishInput)
 	if err := exec("record batch", `INSERT INTO casebook.batches
 		SELECT ?, ?, ?, count(*), count(DISTINCT person_id), count(DISTINCT institution_id), coalesce(sum(settlement_count), 0),
 		       coalesce(sum(total_amount), 0), coalesce(sum(fund_amount), 0), ?, ?
-		FROM casebook.clues WHERE batch_id = ?`, batchID, runID, DBTime(now), string(modelsJSON), string(deliveriesJSON), batchID); err != nil {
+		FROM casebook.clues WHERE batch_id = ?`, batchID, runID, domain.DBTime(now), string(modelsJSON), string(deliveriesJSON), batchID); err != nil {
 		return Batch{}, err
 	}
 	if err := tx.Commit(); err != nil {

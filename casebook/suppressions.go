@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"collider/domain"
 	"collider/personid"
 )
 
@@ -30,7 +31,7 @@ type Suppression struct {
 
 func canSuppress(u User) error {
 	if u.Role != RoleProvince && u.Role != RoleModeler {
-		return Errorf(EFORBIDDEN, "only the province and modelers manage suppressions")
+		return domain.Errorf(domain.EFORBIDDEN, "only the province and modelers manage suppressions")
 	}
 	return nil
 }
@@ -42,45 +43,45 @@ func (c *Casebook) Suppress(ctx context.Context, u User, s Suppression) (Suppres
 	}
 	s.Reason = strings.TrimSpace(s.Reason)
 	if s.Reason == "" {
-		return Suppression{}, Errorf(EINVALID, "a suppression needs a reason")
+		return Suppression{}, domain.Errorf(domain.EINVALID, "a suppression needs a reason")
 	}
 	if s.PersonID != "" {
 		id, err := personid.Normalize(s.PersonID)
 		if err != nil {
-			return Suppression{}, Errorf(EINVALID, "person_id %q is not a valid ID number", s.PersonID)
+			return Suppression{}, domain.Errorf(domain.EINVALID, "person_id %q is not a valid ID number", s.PersonID)
 		}
 		s.PersonID = id
 	}
 	switch s.Kind {
 	case "person":
 		if s.PersonID == "" || s.InstitutionID != "" || s.Model != "" {
-			return Suppression{}, Errorf(EINVALID, "kind person takes person_id only")
+			return Suppression{}, domain.Errorf(domain.EINVALID, "kind person takes person_id only")
 		}
 	case "institution":
 		if s.InstitutionID == "" || s.PersonID != "" || s.Model != "" {
-			return Suppression{}, Errorf(EINVALID, "kind institution takes institution_id only")
+			return Suppression{}, domain.Errorf(domain.EINVALID, "kind institution takes institution_id only")
 		}
 	case "model_person":
 		if s.Model == "" || s.PersonID == "" || s.InstitutionID != "" {
-			return Suppression{}, Errorf(EINVALID, "kind model_person takes model and person_id")
+			return Suppression{}, domain.Errorf(domain.EINVALID, "kind model_person takes model and person_id")
 		}
 	default:
-		return Suppression{}, Errorf(EINVALID, "kind is person, institution or model_person")
+		return Suppression{}, domain.Errorf(domain.EINVALID, "kind is person, institution or model_person")
 	}
 	now := c.now()
 	var expires any
 	if s.ExpiresAt != nil {
 		if !s.ExpiresAt.After(now) {
-			return Suppression{}, Errorf(EINVALID, "expires_at is in the past")
+			return Suppression{}, domain.Errorf(domain.EINVALID, "expires_at is in the past")
 		}
-		if s.ExpiresAt.In(ChinaTime).Year() > 9999 {
-			return Suppression{}, Errorf(EINVALID, "expires_at is too far ahead; omit it for a suppression until revoked")
+		if s.ExpiresAt.In(domain.ChinaTime).Year() > 9999 {
+			return Suppression{}, domain.Errorf(domain.EINVALID, "expires_at is too far ahead; omit it for a suppression until revoked")
 		}
-		expires = DBTime(*s.ExpiresAt)
+		expires = domain.DBTime(*s.ExpiresAt)
 	}
 	err := c.DB.QueryRowContext(ctx, `INSERT INTO casebook.suppressions (id, kind, model, person_id, institution_id, reason, created_by, created_at, expires_at)
 		VALUES (nextval('casebook.suppression_ids'), ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-		s.Kind, nullString(s.Model), nullString(s.PersonID), nullString(s.InstitutionID), s.Reason, u.Name, DBTime(now), expires).Scan(&s.ID)
+		s.Kind, nullString(s.Model), nullString(s.PersonID), nullString(s.InstitutionID), s.Reason, u.Name, domain.DBTime(now), expires).Scan(&s.ID)
 	if err != nil {
 		return Suppression{}, err
 	}
@@ -95,12 +96,12 @@ func (c *Casebook) RevokeSuppression(ctx context.Context, u User, id int64) (Sup
 	if err := canSuppress(u); err != nil {
 		return Suppression{}, err
 	}
-	res, err := c.DB.ExecContext(ctx, "UPDATE casebook.suppressions SET revoked_at = ?, revoked_by = ? WHERE id = ? AND revoked_at IS NULL", DBTime(c.now()), u.Name, id)
+	res, err := c.DB.ExecContext(ctx, "UPDATE casebook.suppressions SET revoked_at = ?, revoked_by = ? WHERE id = ? AND revoked_at IS NULL", domain.DBTime(c.now()), u.Name, id)
 	if err != nil {
 		return Suppression{}, err
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return Suppression{}, Errorf(ENOTFOUND, "no active suppression %d", id)
+		return Suppression{}, domain.Errorf(domain.ENOTFOUND, "no active suppression %d", id)
 	}
 	if err := c.Audit(ctx, u, "unsuppress", "suppression "+itoa(id), 1, ""); err != nil {
 		return Suppression{}, err
@@ -119,12 +120,12 @@ func scanSuppression(s interface{ Scan(...any) error }, u User) (Suppression, er
 		return x, err
 	}
 	if exp.Valid {
-		x.ExpiresAt = wallPtr(&exp.Time)
+		x.ExpiresAt = domain.WallPtr(&exp.Time)
 	}
 	if rev.Valid {
-		x.RevokedAt = wallPtr(&rev.Time)
+		x.RevokedAt = domain.WallPtr(&rev.Time)
 	}
-	x.CreatedAt = Wall(x.CreatedAt)
+	x.CreatedAt = domain.Wall(x.CreatedAt)
 	if u.MasksPersonalData() && x.PersonID != "" {
 		x.PersonID = personid.Mask(x.PersonID)
 	}
@@ -132,7 +133,7 @@ func scanSuppression(s interface{ Scan(...any) error }, u User) (Suppression, er
 }
 
 func (c *Casebook) suppression(ctx context.Context, u User, id int64) (Suppression, error) {
-	return scanSuppression(c.DB.QueryRowContext(ctx, "SELECT "+suppressionColumns+" FROM casebook.suppressions WHERE id = ?", DBTime(c.now()), id), u)
+	return scanSuppression(c.DB.QueryRowContext(ctx, "SELECT "+suppressionColumns+" FROM casebook.suppressions WHERE id = ?", domain.DBTime(c.now()), id), u)
 }
 
 // Suppressions lists every suppression, active or not, newest first.
@@ -144,7 +145,7 @@ func (c *Casebook) Suppressions(ctx context.Context, u User, before int64, limit
 		before = 1 << 62
 	}
 	rows, err := c.DB.QueryContext(ctx, "SELECT "+suppressionColumns+" FROM casebook.suppressions WHERE id < ? ORDER BY id DESC LIMIT ?",
-		DBTime(c.now()), before, PageLimit(limit))
+		domain.DBTime(c.now()), before, domain.PageLimit(limit))
 	if err != nil {
 		return nil, err
 	}

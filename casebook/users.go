@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"collider/domain"
 	"collider/regions"
 )
 
@@ -47,7 +48,7 @@ func ParseRole(s string) (Role, error) {
 			return r, nil
 		}
 	}
-	return "", Errorf(EINVALID, "unknown role %q (roles: province, city, modeler, admin)", s)
+	return "", domain.Errorf(domain.EINVALID, "unknown role %q (roles: province, city, modeler, admin)", s)
 }
 
 // HashToken is how tokens are stored: never the token itself.
@@ -60,20 +61,20 @@ func HashToken(token string) string {
 func (c *Casebook) AddUser(ctx context.Context, name string, role Role, city string) (User, string, error) {
 	name = strings.TrimSpace(name)
 	if name == "" {
-		return User{}, "", Errorf(EINVALID, "a user needs a name")
+		return User{}, "", domain.Errorf(domain.EINVALID, "a user needs a name")
 	}
 	if _, err := ParseRole(string(role)); err != nil {
 		return User{}, "", err
 	}
 	if role == RoleCity {
 		if !regions.IsCode(city) || city[4:] != "00" || city[2:] == "0000" {
-			return User{}, "", Errorf(EINVALID, "role city needs --city, a 6-digit city code like 620100 (got %q)", city)
+			return User{}, "", domain.Errorf(domain.EINVALID, "role city needs --city, a 6-digit city code like 620100 (got %q)", city)
 		}
 		if r, ok := shippedRegion(city); !ok || r.Level != "city" {
-			return User{}, "", Errorf(EINVALID, "%s is not a city in the regions table (GB/T 2260)", city)
+			return User{}, "", domain.Errorf(domain.EINVALID, "%s is not a city in the regions table (GB/T 2260)", city)
 		}
 	} else if city != "" {
-		return User{}, "", Errorf(EINVALID, "only role city takes a city")
+		return User{}, "", domain.Errorf(domain.EINVALID, "only role city takes a city")
 	}
 	buf := make([]byte, 24)
 	if _, err := rand.Read(buf); err != nil {
@@ -83,7 +84,7 @@ func (c *Casebook) AddUser(ctx context.Context, name string, role Role, city str
 	u := User{Name: name, Role: role, City: city, CreatedAt: c.now()}
 	err := c.DB.QueryRowContext(ctx, `INSERT INTO casebook.users (user_id, name, role, city_code, token_hash, created_at)
 		VALUES (nextval('casebook.user_ids'), ?, ?, ?, ?, ?) RETURNING user_id`,
-		u.Name, string(u.Role), nullString(u.City), HashToken(token), DBTime(u.CreatedAt)).Scan(&u.ID)
+		u.Name, string(u.Role), nullString(u.City), HashToken(token), domain.DBTime(u.CreatedAt)).Scan(&u.ID)
 	if err != nil {
 		return User{}, "", fmt.Errorf("add user: %w", err)
 	}
@@ -93,7 +94,7 @@ func (c *Casebook) AddUser(ctx context.Context, name string, role Role, city str
 // Users lists every user, revoked ones included.
 func (c *Casebook) Users(ctx context.Context, after int64, limit int) ([]User, error) {
 	rows, err := c.DB.QueryContext(ctx, `SELECT user_id, name, role, coalesce(city_code, ''), created_at, revoked_at FROM casebook.users
-		WHERE user_id > ? ORDER BY user_id LIMIT ?`, after, PageLimit(limit))
+		WHERE user_id > ? ORDER BY user_id LIMIT ?`, after, domain.PageLimit(limit))
 	if err != nil {
 		return nil, err
 	}
@@ -106,9 +107,9 @@ func (c *Casebook) Users(ctx context.Context, after int64, limit int) ([]User, e
 			return nil, err
 		}
 		if revoked.Valid {
-			u.RevokedAt = wallPtr(&revoked.Time)
+			u.RevokedAt = domain.WallPtr(&revoked.Time)
 		}
-		u.CreatedAt = Wall(u.CreatedAt)
+		u.CreatedAt = domain.Wall(u.CreatedAt)
 		out = append(out, u)
 	}
 	return out, rows.Err()
@@ -116,12 +117,12 @@ func (c *Casebook) Users(ctx context.Context, after int64, limit int) ([]User, e
 
 // Revoke ends a user's token.
 func (c *Casebook) Revoke(ctx context.Context, id int64) error {
-	res, err := c.DB.ExecContext(ctx, "UPDATE casebook.users SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL", DBTime(c.now()), id)
+	res, err := c.DB.ExecContext(ctx, "UPDATE casebook.users SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL", domain.DBTime(c.now()), id)
 	if err != nil {
 		return err
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return Errorf(ENOTFOUND, "no active user %d", id)
+		return domain.Errorf(domain.ENOTFOUND, "no active user %d", id)
 	}
 	c.forgetTokens()
 	return nil
@@ -140,7 +141,7 @@ type cachedUser struct {
 // Authenticate finds the active user of a token.
 func (c *Casebook) Authenticate(ctx context.Context, token string) (User, error) {
 	if token == "" {
-		return User{}, Errorf(EUNAUTHORIZED, "a bearer token is required")
+		return User{}, domain.Errorf(domain.EUNAUTHORIZED, "a bearer token is required")
 	}
 	hash := HashToken(token)
 	now := time.Now()
@@ -155,12 +156,12 @@ func (c *Casebook) Authenticate(ctx context.Context, token string) (User, error)
 		FROM casebook.users WHERE token_hash = ? AND revoked_at IS NULL`, hash).
 		Scan(&u.ID, &u.Name, &u.Role, &u.City, &u.CreatedAt)
 	if errors.Is(err, sql.ErrNoRows) {
-		return User{}, Errorf(EUNAUTHORIZED, "unknown or revoked token")
+		return User{}, domain.Errorf(domain.EUNAUTHORIZED, "unknown or revoked token")
 	}
 	if err != nil {
 		return User{}, err
 	}
-	u.CreatedAt = Wall(u.CreatedAt)
+	u.CreatedAt = domain.Wall(u.CreatedAt)
 	c.authMu.Lock()
 	if c.authCache == nil || len(c.authCache) > 10_000 {
 		c.authCache = map[string]cachedUser{}

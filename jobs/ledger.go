@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"collider/casebook"
+	"collider/domain"
 )
 
 // DeliverySummary is one row of the delivery ledger.
@@ -44,7 +44,7 @@ func scanSummary(s interface{ Scan(...any) error }) (DeliverySummary, error) {
 	var d DeliverySummary
 	var extra string
 	err := s.Scan(&d.ID, &d.Feed, &d.Name, &d.SHA256, &d.Status, &d.Files, &d.Rows, &d.Loaded, &d.Rejected, &d.Replaced, &extra, &d.Error, &d.StartedAt, &d.Seconds)
-	d.StartedAt = casebook.Wall(d.StartedAt)
+	d.StartedAt = domain.Wall(d.StartedAt)
 	d.ExtraColumns = []string{}
 	if extra != "" {
 		d.ExtraColumns = strings.Split(extra, ",")
@@ -54,7 +54,7 @@ func scanSummary(s interface{ Scan(...any) error }) (DeliverySummary, error) {
 
 // Deliveries lists the ledger, newest first, before a cursor (0: from the newest).
 func Deliveries(ctx context.Context, db *sql.DB, before int64, limit int) ([]DeliverySummary, error) {
-	limit = casebook.PageLimit(limit)
+	limit = domain.PageLimit(limit)
 	if before <= 0 {
 		before = 1 << 62
 	}

@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"collider/casebook"
+	"collider/domain"
 	"collider/feeds"
 	"collider/store"
 )
@@ -369,7 +369,7 @@ func (l *Loader) load(ctx context.Context, d Delivery, in Inspection, r *LoadRes
 		(delivery_id, feed, name, path, sha256, status, files, rows_read, loaded, rejected, replaced, extra_columns, error, started_at, finished_at, seconds)
 		VALUES (?, ?, ?, ?, ?, 'loaded', ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)`,
 		id, d.Feed, d.Name, d.Path, r.SHA256, len(files), r.Rows, r.Loaded, r.Rejected, r.Replaced,
-		nullIfEmpty(strings.Join(r.Extra, ",")), casebook.DBTime(start), casebook.DBTime(time.Now()), r.Seconds); err != nil {
+		nullIfEmpty(strings.Join(r.Extra, ",")), domain.DBTime(start), domain.DBTime(time.Now()), r.Seconds); err != nil {
 		return err
 	}
 	return tx.Commit()
@@ -405,7 +405,7 @@ func (l *Loader) recordFailure(ctx context.Context, r *LoadResult, start time.Ti
 	_, err := l.Store.DB.ExecContext(ctx, `INSERT INTO deliveries
 		(delivery_id, feed, name, path, sha256, status, files, rows_read, loaded, rejected, replaced, extra_columns, error, started_at, finished_at, seconds)
 		VALUES (nextval('delivery_ids'), ?, ?, ?, ?, 'failed', ?, ?, 0, 0, 0, ?, ?, ?, ?, ?) RETURNING delivery_id`,
-		r.Feed, r.Name, r.Path, r.SHA256, r.Files, r.Rows, nullIfEmpty(strings.Join(r.Extra, ",")), r.Err.Error(), casebook.DBTime(start), casebook.DBTime(time.Now()), r.Seconds)
+		r.Feed, r.Name, r.Path, r.SHA256, r.Files, r.Rows, nullIfEmpty(strings.Join(r.Extra, ",")), r.Err.Error(), domain.DBTime(start), domain.DBTime(time.Now()), r.Seconds)
 	if err != nil {
 		l.log().Error("record failed delivery", "feed", r.Feed, "delivery", r.Name, "err", err)
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"collider/casebook"
+	"collider/domain"
 	"collider/models"
 	"collider/store"
 )
@@ -77,10 +78,10 @@ func (p *Pipeline) begin(ctx context.Context, trigger, by string) (*runLog, cont
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.running != nil {
-		return nil, nil, casebook.Errorf(casebook.ECONFLICT, "run %d is still running; runs never overlap", p.running.id)
+		return nil, nil, domain.Errorf(domain.ECONFLICT, "run %d is still running; runs never overlap", p.running.id)
 	}
 	if ctx.Err() != nil {
-		return nil, nil, casebook.Errorf(casebook.ECONFLICT, "collider is shutting down; no new run starts")
+		return nil, nil, domain.Errorf(domain.ECONFLICT, "collider is shutting down; no new run starts")
 	}
 	rl, err := newRunLog(ctx, p.Store.DB, p.log(), p.observer(), trigger, by)
 	if err != nil {

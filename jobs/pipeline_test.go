@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"collider/casebook"
+	"collider/domain"
 	"collider/models"
 	"collider/synth"
 )
@@ -146,7 +147,7 @@ func TestPipeline_PublishesPlantedCluesOnceAndOnlyOnce(t *testing.T) {
 	now := time.Now()
 	var runStart time.Time
 	p.Store.DB.QueryRow("SELECT started_at FROM casebook.runs WHERE run_id = ?", out.RunID).Scan(&runStart)
-	for _, at := range []time.Time{ev[0].At, ev[1].At, out.Batch.PublishedAt, casebook.Wall(runStart)} {
+	for _, at := range []time.Time{ev[0].At, ev[1].At, out.Batch.PublishedAt, domain.Wall(runStart)} {
 		if d := now.Sub(at); d < -time.Minute || d > 5*time.Minute {
 			t.Fatalf("a stored time is %s off now: %s", d, at)
 		}

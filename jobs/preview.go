@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"collider/casebook"
+	"collider/domain"
 	"collider/models"
 	"collider/store"
 )
@@ -62,10 +63,10 @@ type PreviewRequest struct {
 func (p *Previewer) ParseDraft(name, file string, text []byte) (*models.Model, error) {
 	m, err := models.Parse(file, text)
 	if err != nil {
-		return nil, casebook.Errorf(casebook.EINVALID, "%v", err)
+		return nil, domain.Errorf(domain.EINVALID, "%w", err)
 	}
 	if m.Name != name {
-		return nil, casebook.Errorf(casebook.EINVALID, "%s: the draft is model %q, not %q", file, m.Name, name)
+		return nil, domain.Errorf(domain.EINVALID, "%s: the draft is model %q, not %q", file, m.Name, name)
 	}
 	if live, err := p.Catalog.Model(name); err == nil && m.Tests == nil {
 		m.Tests = live.Tests
@@ -85,7 +86,7 @@ func (p *Previewer) draftAndLive(req PreviewRequest) (draft, live *models.Model,
 	case req.Draft != nil && req.Draft.Name == req.Model:
 		return req.Draft, nil, nil
 	}
-	return nil, nil, casebook.Errorf(casebook.ENOTFOUND, "%v", err)
+	return nil, nil, domain.Errorf(domain.ENOTFOUND, "%w", err)
 }
 
 // Preview runs the draft in the sandbox against the loaded data and shows
@@ -111,7 +112,7 @@ func (p *Previewer) run(ctx context.Context, req PreviewRequest) (*models.Previe
 		return nil, err
 	}
 	if _, err := draft.Values(req.Params); err != nil {
-		return nil, casebook.Errorf(casebook.EINVALID, "%v", err)
+		return nil, domain.Errorf(domain.EINVALID, "%w", err)
 	}
 	sreq := sandboxRequest{Draft: TextOf(draft), Params: req.Params, Sample: req.Sample, Now: p.now(), Precision: true}
 	if live != nil {
@@ -160,7 +161,7 @@ func (p *Previewer) casebookFor(ctx context.Context, model string, req *sandboxR
 	rows, err := db.QueryContext(ctx, `SELECT s.kind, coalesce(s.model, ''), coalesce(v.token, ''), coalesce(s.institution_id, '')
 		FROM casebook.suppressions s LEFT JOIN pseudonyms v ON v.person_id = s.person_id
 		WHERE s.revoked_at IS NULL AND (s.expires_at IS NULL OR s.expires_at > ?)
-		  AND (s.person_id IS NULL OR v.token IS NOT NULL)`, casebook.DBTime(req.Now))
+		  AND (s.person_id IS NULL OR v.token IS NOT NULL)`, domain.DBTime(req.Now))
 	if err != nil {
 		return fmt.Errorf("preview: suppressions: %w", err)
 	}

@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"collider/casebook"
+	"collider/domain"
 )
 
 // Run statuses.
@@ -76,7 +76,7 @@ type runLog struct {
 func newRunLog(ctx context.Context, db *sql.DB, log *slog.Logger, obs Observer, trigger, by string) (*runLog, error) {
 	var id int64
 	err := db.QueryRowContext(ctx, `INSERT INTO casebook.runs (run_id, trigger, started_by, status, started_at)
-		VALUES (nextval('casebook.run_ids'), ?, ?, 'running', ?) RETURNING run_id`, trigger, by, casebook.DBTime(time.Now())).Scan(&id)
+		VALUES (nextval('casebook.run_ids'), ?, ?, 'running', ?) RETURNING run_id`, trigger, by, domain.DBTime(time.Now())).Scan(&id)
 	if err != nil {
 		return nil, fmt.Errorf("record run: %w", err)
 	}
@@ -93,7 +93,7 @@ func (l *runLog) begin(ctx context.Context, name, detail string, total int64) (i
 	l.mu.Unlock()
 	start := time.Now()
 	l.db.ExecContext(context.WithoutCancel(ctx), `INSERT INTO casebook.run_steps (run_id, step_no, name, detail, status, started_at)
-		VALUES (?, ?, ?, ?, 'running', ?)`, l.id, no, name, nullIfEmpty(detail), casebook.DBTime(start))
+		VALUES (?, ?, ?, ?, 'running', ?)`, l.id, no, name, nullIfEmpty(detail), domain.DBTime(start))
 	l.log.Info("step started", "step", name, "step_no", no, "detail", detail, "rows_total", total)
 	l.obs.Progress(*l.progress())
 	return no, start
@@ -107,7 +107,7 @@ func (l *runLog) end(ctx context.Context, no int, start time.Time, status string
 	}
 	seconds := time.Since(start).Seconds()
 	l.db.ExecContext(context.WithoutCancel(ctx), `UPDATE casebook.run_steps SET status = ?, rows = ?, seconds = ?, error = ?, finished_at = ?
-		WHERE run_id = ? AND step_no = ?`, status, rows, seconds, msg, casebook.DBTime(time.Now()), l.id, no)
+		WHERE run_id = ? AND step_no = ?`, status, rows, seconds, msg, domain.DBTime(time.Now()), l.id, no)
 	level := slog.LevelInfo
 	if err != nil {
 		level = slog.LevelWarn
@@ -165,7 +165,7 @@ func (l *runLog) finish(ctx context.Context, status string, batch *int64, err er
 		msg = err.Error()
 	}
 	l.db.ExecContext(context.WithoutCancel(ctx), `UPDATE casebook.runs SET status = ?, finished_at = ?, batch_id = ?, error = ? WHERE run_id = ?`,
-		status, casebook.DBTime(time.Now()), batch, msg, l.id)
+		status, domain.DBTime(time.Now()), batch, msg, l.id)
 	l.obs.RunFinished(l.trigger, status)
 }
 
@@ -182,7 +182,7 @@ func MarkInterrupted(ctx context.Context, db *sql.DB) error {
 
 // ListRuns lists runs newest first, before a cursor (0: newest).
 func ListRuns(ctx context.Context, db *sql.DB, before int64, limit int) ([]RunRecord, error) {
-	limit = casebook.PageLimit(limit)
+	limit = domain.PageLimit(limit)
 	if before <= 0 {
 		before = 1 << 62
 	}
@@ -213,7 +213,7 @@ func scanRun(s interface{ Scan(...any) error }) (RunRecord, error) {
 	if fin.Valid {
 		r.FinishedAt = wall(&fin.Time)
 	}
-	r.StartedAt = casebook.Wall(r.StartedAt)
+	r.StartedAt = domain.Wall(r.StartedAt)
 	if batch.Valid {
 		r.BatchID = &batch.Int64
 	}
@@ -225,7 +225,7 @@ func GetRun(ctx context.Context, db *sql.DB, id int64) (RunRecord, error) {
 	r, err := scanRun(db.QueryRowContext(ctx, `SELECT run_id, trigger, coalesce(started_by, ''), status, started_at, finished_at, batch_id, coalesce(error, '')
 		FROM casebook.runs WHERE run_id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return r, casebook.Errorf(casebook.ENOTFOUND, "no run %d", id)
+		return r, domain.Errorf(domain.ENOTFOUND, "no run %d", id)
 	}
 	if err != nil {
 		return r, err
@@ -254,13 +254,13 @@ func GetRun(ctx context.Context, db *sql.DB, id int64) (RunRecord, error) {
 		if fin.Valid {
 			st.FinishedAt = wall(&fin.Time)
 		}
-		st.StartedAt = casebook.Wall(st.StartedAt)
+		st.StartedAt = domain.Wall(st.StartedAt)
 		r.Steps = append(r.Steps, st)
 	}
 	return r, rows.Err()
 }
 
 func wall(t *time.Time) *time.Time {
-	w := casebook.Wall(*t)
+	w := domain.Wall(*t)
 	return &w
 }

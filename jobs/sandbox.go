@@ -35,7 +35,7 @@ import (
 
 	"github.com/duckdb/duckdb-go/v2"
 
-	"collider/casebook"
+	"collider/domain"
 	"collider/models"
 	"collider/store"
 )
@@ -133,8 +133,8 @@ type sandboxResponse struct {
 }
 
 type sandboxError struct {
-	Code    casebook.Code `json:"code"`
-	Message string        `json:"message"`
+	Code    domain.Code `json:"code"`
+	Message string      `json:"message"`
 }
 
 // run runs a request in a child process and returns its preview.
@@ -191,21 +191,21 @@ func (sb *Sandbox) spawn(ctx context.Context, req sandboxRequest, lim SandboxLim
 		return nil, ctx.Err()
 	case runCtx.Err() != nil:
 		log.Warn("draft stopped at its time limit", "limit", lim.Timeout)
-		return nil, casebook.Errorf(casebook.EINVALID, "the draft ran longer than its time limit of %s and was stopped; narrow it, or ask the operator for a longer draft_timeout", lim.Timeout)
+		return nil, domain.Errorf(domain.EINVALID, "the draft ran longer than its time limit of %s and was stopped; narrow it, or ask the operator for a longer draft_timeout", lim.Timeout)
 	}
 	var resp sandboxResponse
 	if err := json.Unmarshal(stdout.Bytes(), &resp); err != nil || (resp.Preview == nil && resp.Error == nil) {
 		var ee *exec.ExitError
 		if errors.As(waitErr, &ee) && ee.ProcessState != nil && strings.Contains(ee.ProcessState.String(), "killed") {
 			log.Warn("draft killed", "state", ee.ProcessState.String(), "stderr", stderr.String())
-			return nil, casebook.Errorf(casebook.EINVALID, "the draft was stopped by the system (%s), most likely for using more memory than the machine allows", ee.ProcessState)
+			return nil, domain.Errorf(domain.EINVALID, "the draft was stopped by the system (%s), most likely for using more memory than the machine allows", ee.ProcessState)
 		}
 		log.Error("sandbox failed", "err", waitErr, "stderr", stderr.String())
 		return nil, fmt.Errorf("sandbox: no answer (%v): %s", waitErr, stderr.String())
 	}
 	if resp.Error != nil {
 		log.Info("draft refused", "code", resp.Error.Code, "message", resp.Error.Message)
-		return nil, casebook.Errorf(resp.Error.Code, "%s", resp.Error.Message)
+		return nil, domain.Errorf(resp.Error.Code, "%s", resp.Error.Message)
 	}
 	log.Info("draft previewed", "model", resp.Preview.Model, "flagged", resp.Preview.Flagged)
 	return resp.Preview, nil
@@ -253,7 +253,7 @@ func SandboxMain() {
 func serveSandbox(ctx context.Context, in io.Reader) sandboxResponse {
 	var req sandboxRequest
 	if err := json.NewDecoder(io.LimitReader(in, 256<<20)).Decode(&req); err != nil {
-		return refusal(casebook.Errorf(casebook.EINVALID, "sandbox: bad request: %v", err))
+		return refusal(domain.Errorf(domain.EINVALID, "sandbox: bad request: %v", err))
 	}
 	p, err := previewInSandbox(ctx, req)
 	if err != nil {
@@ -267,7 +267,7 @@ func serveSandbox(ctx context.Context, in io.Reader) sandboxResponse {
 func previewInSandbox(ctx context.Context, req sandboxRequest) (*models.Preview, error) {
 	draft, err := req.Draft.parse()
 	if err != nil {
-		return nil, casebook.Errorf(casebook.EINVALID, "%v", err)
+		return nil, domain.Errorf(domain.EINVALID, "%w", err)
 	}
 	var live *models.Model
 	if req.Live != nil {
@@ -341,22 +341,22 @@ func draftError(err error) error {
 	if errors.As(err, &de) {
 		switch {
 		case de.Type == duckdb.ErrorTypePermission && strings.Contains(de.Msg, "extension"):
-			return casebook.Errorf(casebook.EINVALID, "not allowed in a draft: extensions (INSTALL, LOAD); a draft reads the feed tables and nothing else — %s", msg)
+			return domain.Errorf(domain.EINVALID, "not allowed in a draft: extensions (INSTALL, LOAD); a draft reads the feed tables and nothing else — %s", msg)
 		case de.Type == duckdb.ErrorTypePermission:
-			return casebook.Errorf(casebook.EINVALID, "not allowed in a draft: files (read_*, glob, COPY, ATTACH, EXPORT); a draft reads the feed tables and nothing else — %s", msg)
+			return domain.Errorf(domain.EINVALID, "not allowed in a draft: files (read_*, glob, COPY, ATTACH, EXPORT); a draft reads the feed tables and nothing else — %s", msg)
 		case strings.Contains(de.Msg, "configuration has been locked"):
-			return casebook.Errorf(casebook.EINVALID, "not allowed in a draft: settings (SET, PRAGMA, RESET); a draft runs with the sandbox's limits — %s", msg)
+			return domain.Errorf(domain.EINVALID, "not allowed in a draft: settings (SET, PRAGMA, RESET); a draft runs with the sandbox's limits — %s", msg)
 		case de.Type == duckdb.ErrorTypeOutOfMemory:
-			return casebook.Errorf(casebook.EINVALID, "the draft needs more memory than its limit allows; narrow it, or ask the operator for a larger draft_memory_limit — %s", msg)
+			return domain.Errorf(domain.EINVALID, "the draft needs more memory than its limit allows; narrow it, or ask the operator for a larger draft_memory_limit — %s", msg)
 		case de.Type == duckdb.ErrorTypeCatalog && strings.Contains(de.Msg, "casebook"):
-			return casebook.Errorf(casebook.EINVALID, "not allowed in a draft: the casebook; a draft reads the feed tables (%s) and nothing else — %s", strings.Join(SandboxTables, ", "), msg)
+			return domain.Errorf(domain.EINVALID, "not allowed in a draft: the casebook; a draft reads the feed tables (%s) and nothing else — %s", strings.Join(SandboxTables, ", "), msg)
 		case de.Type == duckdb.ErrorTypeCatalog:
-			return casebook.Errorf(casebook.EINVALID, "%s (a draft reads the feed tables %s and nothing else)", msg, strings.Join(SandboxTables, ", "))
+			return domain.Errorf(domain.EINVALID, "%s (a draft reads the feed tables %s and nothing else)", msg, strings.Join(SandboxTables, ", "))
 		}
 	}
 	var fe *models.FileError
-	if errors.As(err, &fe) || casebook.ErrorCode(err) == casebook.EINVALID {
-		return casebook.Errorf(casebook.EINVALID, "%s", msg)
+	if errors.As(err, &fe) || domain.ErrorCode(err) == domain.EINVALID {
+		return domain.Errorf(domain.EINVALID, "%s", msg)
 	}
 	return err
 }
@@ -365,9 +365,9 @@ func draftError(err error) error {
 var SandboxTables = []string{"settlements", "institutions", "residents", "civil_status", "floating", "locations", "regions", "region_lookup"}
 
 func refusal(err error) sandboxResponse {
-	code := casebook.ErrorCode(err)
-	msg := casebook.ErrorMessage(err)
-	if code == casebook.EINTERNAL {
+	code := domain.ErrorCode(err)
+	msg := domain.ErrorMessage(err)
+	if code == domain.EINTERNAL {
 		msg = err.Error() // the parent logs it and answers "internal error"
 	}
 	return sandboxResponse{Error: &sandboxError{Code: code, Message: msg}}

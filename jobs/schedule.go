@@ -11,9 +11,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/robfig/cron/v3"
+	"collider/domain"
 
-	"collider/casebook"
+	"github.com/robfig/cron/v3"
 )
 
 // DefaultSchedule is nightly at 02:00.
@@ -61,9 +61,9 @@ func NewSchedule(ctx context.Context, spec string, p *Pipeline, log *slog.Logger
 		cron.WithChain(cron.Recover(cronLogger{log})))
 	c.Schedule(sched, cron.FuncJob(func() {
 		out, err := p.Run(ctx, "schedule", "cron "+spec)
-		var ce *casebook.Error
+		var ce *domain.Error
 		switch {
-		case errors.As(err, &ce) && ce.Code == casebook.ECONFLICT:
+		case errors.As(err, &ce) && ce.Code == domain.ECONFLICT:
 			log.Warn("scheduled run skipped", "note", ce.Message)
 		case err != nil:
 			log.Error("scheduled run", "run", out.RunID, "status", out.Status, "err", err)

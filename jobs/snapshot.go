@@ -27,7 +27,7 @@ import (
 	"sync"
 	"time"
 
-	"collider/casebook"
+	"collider/domain"
 	"collider/feeds"
 	"collider/personid"
 	"collider/store"
@@ -211,7 +211,7 @@ func (s *Snapshot) refresh(ctx context.Context, conn *sql.Conn, key personid.Key
 	if _, err := tx.ExecContext(ctx, fmt.Sprintf(`CREATE OR REPLACE TABLE %s.snapshot_state AS
 		SELECT CAST(? AS VARCHAR) AS key_id, CAST(? AS INTEGER) AS layout, CAST(? AS INTEGER) AS feeds_schema,
 		       CAST(? AS BIGINT) AS through_delivery, CAST(? AS TIMESTAMP) AS refreshed_at`, snapshotAlias),
-		key.ID(), snapshotLayout, schema, newest, casebook.DBTime(time.Now())); err != nil {
+		key.ID(), snapshotLayout, schema, newest, domain.DBTime(time.Now())); err != nil {
 		return r, fmt.Errorf("state: %w", err)
 	}
 	return r, tx.Commit()
@@ -276,7 +276,7 @@ func adoptKey(ctx context.Context, conn *sql.Conn, key personid.Key) (bool, erro
 			return false, err
 		}
 	}
-	if _, err := tx.ExecContext(ctx, "INSERT INTO pseudonym_key VALUES (?, ?)", key.ID(), casebook.DBTime(time.Now())); err != nil {
+	if _, err := tx.ExecContext(ctx, "INSERT INTO pseudonym_key VALUES (?, ?)", key.ID(), domain.DBTime(time.Now())); err != nil {
 		return false, err
 	}
 	return true, tx.Commit()

@@ -20,6 +20,7 @@ import (
 	"sync"
 
 	"collider/casebook"
+	"collider/domain"
 	"collider/models"
 )
 
@@ -133,7 +134,7 @@ type Submission struct {
 func (w *Workbench) Submit(ctx context.Context, who casebook.User, req PreviewRequest, note, source string) (Submission, error) {
 	note = strings.TrimSpace(note)
 	if note == "" {
-		return Submission{}, casebook.Errorf(casebook.EINVALID, "a submission needs a note: what the draft changes and why")
+		return Submission{}, domain.Errorf(domain.EINVALID, "a submission needs a note: what the draft changes and why")
 	}
 	draft, live, err := w.Previewer.draftAndLive(req)
 	if err != nil {
@@ -141,19 +142,19 @@ func (w *Workbench) Submit(ctx context.Context, who casebook.User, req PreviewRe
 	}
 	vals, err := draft.Values(req.Params)
 	if err != nil {
-		return Submission{}, casebook.Errorf(casebook.EINVALID, "%v", err)
+		return Submission{}, domain.Errorf(domain.EINVALID, "%w", err)
 	}
 	version, liveVersion := models.Version(draft, vals), ""
 	if live != nil {
 		liveVersion = versionOf(live)
 	}
 	if version == liveVersion {
-		return Submission{}, casebook.Errorf(casebook.ECONFLICT, "the draft is the live version %s: nothing to submit", version[:12])
+		return Submission{}, domain.Errorf(domain.ECONFLICT, "the draft is the live version %s: nothing to submit", version[:12])
 	}
 	if d, known, err := w.cb().DraftOf(ctx, req.Model, version); err != nil {
 		return Submission{}, err
 	} else if known && d.Status == casebook.DraftPending {
-		return Submission{}, casebook.Errorf(casebook.ECONFLICT, "version %s is already submitted as draft %d, pending", version[:12], d.ID)
+		return Submission{}, domain.Errorf(domain.ECONFLICT, "version %s is already submitted as draft %d, pending", version[:12], d.ID)
 	}
 	pv, err := w.Previewer.run(ctx, req)
 	if err != nil {
@@ -232,7 +233,7 @@ func (w *Workbench) Drafts(ctx context.Context, model, status string, before int
 	switch status {
 	case "", casebook.DraftPending, casebook.DraftApproved, casebook.DraftRejected:
 	default:
-		return nil, casebook.Errorf(casebook.EINVALID, "status %q: pending, approved or rejected", status)
+		return nil, domain.Errorf(domain.EINVALID, "status %q: pending, approved or rejected", status)
 	}
 	ds, err := w.cb().Drafts(ctx, model, status, before, limit)
 	for i := range ds {
@@ -250,14 +251,14 @@ func (w *Workbench) Approve(ctx context.Context, who casebook.User, id int64, no
 	var m *models.Model
 	d, err := w.cb().DecideDraft(ctx, who, id, casebook.DraftApproved, strings.TrimSpace(note), func(d casebook.ModelDraft) error {
 		if !d.TestsPassed {
-			return casebook.Errorf(casebook.ECONFLICT, "draft %d fails its fixture cases and cannot be approved; its author submits a corrected draft", d.ID)
+			return domain.Errorf(domain.ECONFLICT, "draft %d fails its fixture cases and cannot be approved; its author submits a corrected draft", d.ID)
 		}
 		current := ""
 		if live, err := w.cat().Model(d.Model); err == nil {
 			current = versionOf(live)
 		}
 		if current != d.BaseVersion {
-			return casebook.Errorf(casebook.ECONFLICT, "the live version of %s changed since draft %d was submitted (from %s to %s); preview and submit it again",
+			return domain.Errorf(domain.ECONFLICT, "the live version of %s changed since draft %d was submitted (from %s to %s); preview and submit it again",
 				d.Model, d.ID, short(d.BaseVersion), short(current))
 		}
 		var err error
@@ -290,7 +291,7 @@ func short(v string) string {
 func (w *Workbench) Reject(ctx context.Context, who casebook.User, id int64, reason string) (Submission, error) {
 	reason = strings.TrimSpace(reason)
 	if reason == "" {
-		return Submission{}, casebook.Errorf(casebook.EINVALID, "a rejection needs a reason")
+		return Submission{}, domain.Errorf(domain.EINVALID, "a rejection needs a reason")
 	}
 	d, err := w.cb().DecideDraft(ctx, who, id, casebook.DraftRejected, reason, func(casebook.ModelDraft) error { return nil })
 	if err != nil {
@@ -310,21 +311,21 @@ func (w *Workbench) Rollback(ctx context.Context, who casebook.User, model, vers
 	defer w.mu.Unlock()
 	live, err := w.cat().Model(model)
 	if err != nil {
-		return casebook.ModelEvent{}, casebook.Errorf(casebook.ENOTFOUND, "%v", err)
+		return casebook.ModelEvent{}, domain.Errorf(domain.ENOTFOUND, "%w", err)
 	}
 	full, err := w.resolve(ctx, model, version)
 	if err != nil {
 		return casebook.ModelEvent{}, err
 	}
 	if full == versionOf(live) {
-		return casebook.ModelEvent{}, casebook.Errorf(casebook.ECONFLICT, "version %s of %s is the live one", full[:12], model)
+		return casebook.ModelEvent{}, domain.Errorf(domain.ECONFLICT, "version %s of %s is the live one", full[:12], model)
 	}
 	draftID, ok, err := w.cb().WasLive(ctx, model, full)
 	if err != nil {
 		return casebook.ModelEvent{}, err
 	}
 	if !ok {
-		return casebook.ModelEvent{}, casebook.Errorf(casebook.EINVALID, "version %s of %s was never live; approve a draft instead", full[:12], model)
+		return casebook.ModelEvent{}, domain.Errorf(domain.EINVALID, "version %s of %s was never live; approve a draft instead", full[:12], model)
 	}
 	d, err := w.cb().Draft(ctx, draftID)
 	if err != nil {
@@ -354,7 +355,7 @@ func (w *Workbench) Rollback(ctx context.Context, who casebook.User, model, vers
 func (w *Workbench) resolve(ctx context.Context, model, prefix string) (string, error) {
 	prefix = strings.TrimSpace(prefix)
 	if len(prefix) < 12 {
-		return "", casebook.Errorf(casebook.EINVALID, "version %q: give the version hash, at least its first 12 characters", prefix)
+		return "", domain.Errorf(domain.EINVALID, "version %q: give the version hash, at least its first 12 characters", prefix)
 	}
 	hist, err := w.cb().ModelHistory(ctx, model, 0, 1000)
 	if err != nil {
@@ -364,13 +365,13 @@ func (w *Workbench) resolve(ctx context.Context, model, prefix string) (string, 
 	for _, e := range hist {
 		if strings.HasPrefix(e.Version, prefix) {
 			if found != "" && found != e.Version {
-				return "", casebook.Errorf(casebook.EINVALID, "version %q names more than one version of %s", prefix, model)
+				return "", domain.Errorf(domain.EINVALID, "version %q names more than one version of %s", prefix, model)
 			}
 			found = e.Version
 		}
 	}
 	if found == "" {
-		return "", casebook.Errorf(casebook.ENOTFOUND, "no version %s of %s", prefix, model)
+		return "", domain.Errorf(domain.ENOTFOUND, "no version %s of %s", prefix, model)
 	}
 	return found, nil
 }
@@ -378,7 +379,7 @@ func (w *Workbench) resolve(ctx context.Context, model, prefix string) (string, 
 // History lists a model's history, newest first.
 func (w *Workbench) History(ctx context.Context, model string, before int64, limit int) ([]casebook.ModelEvent, error) {
 	if _, err := w.cat().Model(model); err != nil {
-		return nil, casebook.Errorf(casebook.ENOTFOUND, "%v", err)
+		return nil, domain.Errorf(domain.ENOTFOUND, "%w", err)
 	}
 	return w.cb().ModelHistory(ctx, model, before, limit)
 }

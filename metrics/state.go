@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"collider/casebook"
+	"collider/domain"
 )
 
 var (
@@ -107,7 +108,7 @@ func (s *State) read(ctx context.Context) ([]prometheus.Metric, error) {
 		out = append(out, prometheus.MustNewConstMetric(d, t, v, labels...))
 	}
 	db := s.cb.DB
-	stamp := func(t time.Time) float64 { return float64(casebook.Wall(t).UnixMilli()) / 1000 }
+	stamp := func(t time.Time) float64 { return float64(domain.Wall(t).UnixMilli()) / 1000 }
 
 	// Runs: the newest end of each final status, and of a run that published.
 	var published sql.NullTime

@@ -25,6 +25,8 @@ import (
 	"strings"
 	"time"
 
+	"collider/domain"
+
 	"github.com/duckdb/duckdb-go/v2"
 )
 
@@ -35,10 +37,6 @@ type Runner struct {
 	// Now is the clock suppressions are judged by; time.Now when nil.
 	Now func() time.Time
 }
-
-// chinaTime is China Standard Time: the store keeps wall-clock times in it,
-// and China has no daylight saving, so a fixed zone needs no tz database.
-var chinaTime = time.FixedZone("CST", 8*3600)
 
 func (r *Runner) log() *slog.Logger {
 	if r.Log == nil {
@@ -221,7 +219,7 @@ func (r *Runner) group(ctx context.Context, conn *sql.Conn, m *Model, vals Value
 	}
 	all["collider_model"] = m.Name
 	all["collider_version"] = run.Version
-	all["collider_now"] = r.now().In(chinaTime).Format("2006-01-02 15:04:05")
+	all["collider_now"] = domain.DBTime(r.now())
 
 	issued := "false"
 	if exclude != "" {

@@ -32,6 +32,7 @@ import (
 
 	"github.com/duckdb/duckdb-go/v2"
 
+	"collider/domain"
 	"collider/regions"
 	schema "collider/sql"
 )
@@ -371,7 +372,7 @@ func (s *Store) apply(ctx context.Context, conn *sql.Conn, m migration) error {
 		}
 	}
 	if _, err := tx.ExecContext(ctx, fmt.Sprintf("INSERT INTO %s.schema_migrations VALUES (?, ?, ?, version())", m.database),
-		m.version, m.name, time.Now().In(time.FixedZone("CST", 8*3600)).Format("2006-01-02 15:04:05")); err != nil {
+		m.version, m.name, domain.DBTime(time.Now())); err != nil {
 		return fmt.Errorf("store: record migration %s: %w", m.name, err)
 	}
 	return tx.Commit()

@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 
 	"collider/casebook"
+	"collider/domain"
 )
 
 func cmdUsers(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -54,13 +55,13 @@ func cmdUsers(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	case "list":
 		var us []casebook.User
 		for after := int64(0); ; {
-			page, err := cb.Users(ctx, after, casebook.MaxPage)
+			page, err := cb.Users(ctx, after, domain.MaxPage)
 			if err != nil {
 				fmt.Fprintln(stderr, "collider users list:", err)
 				return 1
 			}
 			us = append(us, page...)
-			if len(page) < casebook.MaxPage {
+			if len(page) < domain.MaxPage {
 				break
 			}
 			after = page[len(page)-1].ID

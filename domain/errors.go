@@ -1,14 +1,11 @@
-// Package casebook is the system of record (案卷): published batches and
-// their clues, the leads routed to the cities and every event on them, the
-// users who act, and the audit log of what they saw and downloaded.
-package casebook
+package domain
 
 import (
 	"errors"
 	"fmt"
 )
 
-// Code is an application error code; the API maps each to an HTTP status in one place.
+// Code is an application error code; the API maps each to an HTTP status.
 type Code string
 
 const (
@@ -20,17 +17,24 @@ const (
 	EINTERNAL     Code = "internal"     // 500
 )
 
-// Error is an error with a code and a message fit for the user.
+// Error is an error with a code and a message fit for the user. It keeps
+// the error it was made from (Errorf with %w), so that errors.Is and
+// errors.As still reach the cause.
 type Error struct {
 	Code    Code
 	Message string
+	err     error
 }
 
 func (e *Error) Error() string { return e.Message }
 
-// Errorf makes an *Error.
+// Unwrap is the error this one was made from, if any.
+func (e *Error) Unwrap() error { return e.err }
+
+// Errorf makes an *Error; a %w verb wraps its argument, as fmt.Errorf does.
 func Errorf(code Code, format string, args ...any) error {
-	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+	err := fmt.Errorf(format, args...)
+	return &Error{Code: code, Message: err.Error(), err: errors.Unwrap(err)}
 }
 
 // ErrorCode returns the code of an error, EINTERNAL for an unknown one.
