@@ -8,7 +8,6 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"collider/domain"
-	"collider/jobs"
 )
 
 // errorBody is the one error shape: {"error": {"code": "...", "message": "..."}}.
@@ -43,8 +42,6 @@ func (s *Server) handleError(err error, c echo.Context) {
 			msg = m
 		}
 		code = codeOfStatus(status)
-	case errors.Is(err, jobs.ErrNoDelivery):
-		code, status, msg = domain.ENOTFOUND, http.StatusNotFound, err.Error()
 	case errors.Is(err, context.Canceled) && c.Request().Context().Err() != nil:
 		// The client went away: nothing to answer, and not a server error.
 		return

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -70,15 +69,6 @@ func (s *Server) healthz(c echo.Context) error {
 
 func (s *Server) me(c echo.Context) error { return c.JSON(http.StatusOK, user(c)) }
 
-// auditView records that u saw unmasked personal data.
-func (s *Server) auditView(c echo.Context, object string, rows int) error {
-	u := user(c)
-	if u.MasksPersonalData() || rows == 0 {
-		return nil
-	}
-	return s.Casebook.Audit(c.Request().Context(), u, "view", object, int64(rows), "")
-}
-
 func (s *Server) listBatches(c echo.Context) error {
 	cursor, limit, err := pageParams(c)
 	if err != nil {
@@ -140,9 +130,6 @@ func (s *Server) listClues(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.auditView(c, "clues?"+c.QueryString(), len(items)); err != nil {
-		return err
-	}
 	return c.JSON(http.StatusOK, newPage(items, f.Limit, func(cl cb.Clue) int64 { return cl.ID }))
 }
 
@@ -153,9 +140,6 @@ func (s *Server) getClue(c echo.Context) error {
 	}
 	cl, err := s.Casebook.Clue(c.Request().Context(), user(c), id)
 	if err != nil {
-		return err
-	}
-	if err := s.auditView(c, fmt.Sprintf("clue %d", id), 1); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, cl)
@@ -248,9 +232,6 @@ func (s *Server) getLead(c echo.Context) error {
 	}
 	l, err := s.Casebook.Lead(c.Request().Context(), user(c), id)
 	if err != nil {
-		return err
-	}
-	if err := s.auditView(c, fmt.Sprintf("lead %d", id), 1); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, l)
@@ -359,7 +340,7 @@ func (s *Server) listDeliveries(c echo.Context) error {
 		return err
 	}
 	// Asked for exactly the page newPage judges full (see listRuns).
-	items, err := jobs.Deliveries(c.Request().Context(), s.Store.DB, cursor, domain.PageLimit(limit))
+	items, err := s.Ledger.Deliveries(c.Request().Context(), cursor, domain.PageLimit(limit))
 	if err != nil {
 		return err
 	}
@@ -371,7 +352,7 @@ func (s *Server) getDelivery(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	d, err := jobs.DeliveryByID(c.Request().Context(), s.Store.DB, id)
+	d, err := s.Ledger.Delivery(c.Request().Context(), id)
 	if err != nil {
 		return err
 	}
@@ -383,23 +364,17 @@ func (s *Server) deliveryRejects(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := jobs.DeliveryByID(c.Request().Context(), s.Store.DB, id); err != nil {
+	_, err = s.Ledger.WriteRejects(c.Request().Context(), user(c), id, c.Response(), func() {
+		h := c.Response().Header()
+		h.Set(echo.HeaderContentType, "text/csv; charset=utf-8")
+		h.Set(echo.HeaderContentDisposition, fmt.Sprintf(`attachment; filename="delivery-%d-rejects.csv"`, id))
+		c.Response().WriteHeader(http.StatusOK)
+	})
+	if err != nil && !c.Response().Committed {
 		return err
 	}
-	h := c.Response().Header()
-	h.Set(echo.HeaderContentType, "text/csv; charset=utf-8")
-	h.Set(echo.HeaderContentDisposition, fmt.Sprintf(`attachment; filename="delivery-%d-rejects.csv"`, id))
-	c.Response().WriteHeader(http.StatusOK)
-	n, err := jobs.WriteRejectsCSV(c.Request().Context(), s.Store.DB, id, c.Response())
-	detail := ""
 	if err != nil {
 		s.Log.Warn("rejects download interrupted", "delivery_id", id, "err", err)
-		detail = "interrupted: " + err.Error()
-	}
-	// Audited even when it breaks off (rows went out), and after the client
-	// has gone.
-	if err := s.Casebook.Audit(context.WithoutCancel(c.Request().Context()), user(c), "download", fmt.Sprintf("delivery %d rejects.csv", id), n, detail); err != nil {
-		s.Log.Error("audit of a rejects download failed", "delivery_id", id, "err", err)
 	}
 	return nil
 }

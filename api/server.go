@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"collider/casebook"
+	"collider/jobs"
 	"collider/store"
 )
 
@@ -25,8 +26,9 @@ type Server struct {
 	Echo     *echo.Echo
 	Store    *store.Store
 	Casebook *casebook.Casebook
-	Runs     Runs   // nil: no pipeline behind this server
-	Models   Models // the live models and the preview engine
+	Ledger   *jobs.Ledger // the delivery ledger
+	Runs     Runs         // nil: no pipeline behind this server
+	Models   Models       // the live models and the preview engine
 	Log      *slog.Logger
 	registry *prometheus.Registry
 	metrics  *httpMetrics
@@ -46,7 +48,8 @@ type Config struct {
 func New(cfg Config) *Server {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
-	s := &Server{Echo: e, Store: cfg.Store, Casebook: cfg.Casebook, Runs: cfg.Runs, Models: cfg.Models, Log: cfg.Log}
+	s := &Server{Echo: e, Store: cfg.Store, Casebook: cfg.Casebook, Runs: cfg.Runs, Models: cfg.Models, Log: cfg.Log,
+		Ledger: &jobs.Ledger{DB: cfg.Store.DB, Casebook: cfg.Casebook}}
 	if s.Log == nil {
 		s.Log = slog.Default()
 	}

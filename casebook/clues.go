@@ -44,17 +44,9 @@ type Clue struct {
 // that carries it, the narrative and evidence included.
 func (cl *Clue) Mask() {
 	id, name := cl.PersonID, cl.PersonName
-	mid, mname := personid.Mask(id), personid.MaskName(name)
-	cl.PersonID, cl.PersonName = mid, mname
-	replace := func(s string) string {
-		s = personid.MaskIn(s, id)
-		if name != "" {
-			s = strings.ReplaceAll(s, name, mname)
-		}
-		return s
-	}
-	cl.Narrative = replace(cl.Narrative)
-	cl.Evidence = json.RawMessage(replace(string(cl.Evidence)))
+	cl.Narrative = personid.MaskText(cl.Narrative, id, name)
+	cl.Evidence = json.RawMessage(personid.MaskText(string(cl.Evidence), id, name))
+	cl.PersonID, cl.PersonName = personid.Mask(id), personid.MaskName(name)
 }
 
 // ClueFilter narrows a clue list. Cursor paging: clue ids greater than After.
@@ -176,7 +168,10 @@ func (c *Casebook) Clues(ctx context.Context, u User, f ClueFilter) ([]Clue, err
 		}
 		out = append(out, cl)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return out, c.auditView(ctx, u, "clues?"+f.describe(true), len(out))
 }
 
 // CountClues counts the clues u may see under a filter.
@@ -193,6 +188,14 @@ func (c *Casebook) CountClues(ctx context.Context, u User, f ClueFilter) (int64,
 
 // Clue returns one clue u may see.
 func (c *Casebook) Clue(ctx context.Context, u User, id int64) (Clue, error) {
+	cl, err := c.clue(ctx, u, id)
+	if err != nil {
+		return cl, err
+	}
+	return cl, c.auditView(ctx, u, fmt.Sprintf("clue %d", id), 1)
+}
+
+func (c *Casebook) clue(ctx context.Context, u User, id int64) (Clue, error) {
 	where, args, err := clueScope(u, ClueFilter{})
 	if err != nil {
 		return Clue{}, err

@@ -119,7 +119,7 @@ func (c *Casebook) Export(ctx context.Context, u User, f ClueFilter, format stri
 		if err != nil {
 			detail = "interrupted: " + err.Error()
 		}
-		object := fmt.Sprintf("clues.%s?%s", format, f.describe())
+		object := fmt.Sprintf("clues.%s?%s", format, f.describe(false))
 		if aerr := c.Audit(context.WithoutCancel(ctx), u, "download", object, n, detail); err == nil {
 			err = aerr
 		}
@@ -172,7 +172,9 @@ func (c *Casebook) exportRange(ctx context.Context, u User, where string, args [
 	return rows.Err()
 }
 
-func (f ClueFilter) describe() string {
+// describe writes the filter as a query string, for the audit log; a
+// page's cursor and size with page.
+func (f ClueFilter) describe(page bool) string {
 	var parts []string
 	add := func(k, v string) {
 		if v != "" && v != "0" {
@@ -184,6 +186,10 @@ func (f ClueFilter) describe() string {
 	add("city", f.City)
 	add("severity", f.Severity)
 	add("status", f.Status)
+	if page {
+		add("cursor", strconv.FormatInt(f.After, 10))
+		add("limit", strconv.Itoa(f.Limit))
+	}
 	return strings.Join(parts, "&")
 }
 

@@ -277,7 +277,11 @@ func conflictOr(err error) error {
 
 // Lead returns one lead with its clue, if u may see it.
 func (c *Casebook) Lead(ctx context.Context, u User, id int64) (Lead, error) {
-	return c.lead(ctx, u, id, true)
+	l, err := c.lead(ctx, u, id, true)
+	if err != nil {
+		return l, err
+	}
+	return l, c.auditView(ctx, u, fmt.Sprintf("lead %d", id), 1)
 }
 
 func (c *Casebook) lead(ctx context.Context, u User, id int64, scoped bool) (Lead, error) {
@@ -293,7 +297,7 @@ func (c *Casebook) lead(ctx context.Context, u User, id int64, scoped bool) (Lea
 	if !scoped {
 		reader = User{ID: u.ID, Name: u.Name, Role: RoleProvince}
 	}
-	clue, err := c.Clue(ctx, reader, id)
+	clue, err := c.clue(ctx, reader, id)
 	if err != nil {
 		return Lead{}, err
 	}

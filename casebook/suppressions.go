@@ -151,14 +151,21 @@ func (c *Casebook) Suppressions(ctx context.Context, u User, before int64, limit
 	}
 	defer rows.Close()
 	out := []Suppression{}
+	persons := 0
 	for rows.Next() {
 		s, err := scanSuppression(rows, u)
 		if err != nil {
 			return nil, err
 		}
+		if s.PersonID != "" {
+			persons++
+		}
 		out = append(out, s)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return out, c.auditView(ctx, u, "suppressions", persons)
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"collider/casebook"
 	"collider/domain"
 )
 
@@ -52,8 +53,16 @@ func scanSummary(s interface{ Scan(...any) error }) (DeliverySummary, error) {
 	return d, err
 }
 
+// Ledger reads the delivery ledger for the province and the operator: the
+// summaries, and the rejects as a download (audited).
+type Ledger struct {
+	DB       *sql.DB
+	Casebook *casebook.Casebook
+}
+
 // Deliveries lists the ledger, newest first, before a cursor (0: from the newest).
-func Deliveries(ctx context.Context, db *sql.DB, before int64, limit int) ([]DeliverySummary, error) {
+func (l *Ledger) Deliveries(ctx context.Context, before int64, limit int) ([]DeliverySummary, error) {
+	db := l.DB
 	limit = domain.PageLimit(limit)
 	if before <= 0 {
 		before = 1 << 62
@@ -74,21 +83,39 @@ func Deliveries(ctx context.Context, db *sql.DB, before int64, limit int) ([]Del
 	return out, rows.Err()
 }
 
-// DeliveryByID returns one delivery's summary.
-func DeliveryByID(ctx context.Context, db *sql.DB, id int64) (DeliverySummary, error) {
-	d, err := scanSummary(db.QueryRowContext(ctx, "SELECT "+summaryColumns+" FROM deliveries WHERE delivery_id = ?", id))
+// Delivery returns one delivery's summary.
+func (l *Ledger) Delivery(ctx context.Context, id int64) (DeliverySummary, error) {
+	d, err := scanSummary(l.DB.QueryRowContext(ctx, "SELECT "+summaryColumns+" FROM deliveries WHERE delivery_id = ?", id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return d, fmt.Errorf("delivery %d: %w", id, ErrNoDelivery)
+		return d, domain.Errorf(domain.ENOTFOUND, "delivery %d: %w", id, ErrNoDelivery)
 	}
 	return d, err
 }
 
-// WriteRejectsCSV streams a delivery's rejects as CSV (UTF-8 with a BOM, for
-// Excel) and returns the rows written.
-func WriteRejectsCSV(ctx context.Context, db *sql.DB, id int64, w io.Writer) (int64, error) {
-	if _, err := DeliveryByID(ctx, db, id); err != nil {
+// WriteRejects streams a delivery's rejects as CSV (UTF-8 with a BOM, for
+// Excel) for the reader who, returns the rows written, and audits the
+// download — even when it breaks off (rows went out) or the reader has
+// gone. The delivery is checked before the first byte: start, when given,
+// is called then (a response's headers go out there).
+func (l *Ledger) WriteRejects(ctx context.Context, who casebook.User, id int64, w io.Writer, start func()) (int64, error) {
+	if _, err := l.Delivery(ctx, id); err != nil {
 		return 0, err
 	}
+	if start != nil {
+		start()
+	}
+	n, err := writeRejects(ctx, l.DB, id, w)
+	detail := ""
+	if err != nil {
+		detail = "interrupted: " + err.Error()
+	}
+	if aerr := l.Casebook.Audit(context.WithoutCancel(ctx), who, "download", fmt.Sprintf("delivery %d rejects.csv", id), n, detail); aerr != nil && err == nil {
+		err = aerr
+	}
+	return n, err
+}
+
+func writeRejects(ctx context.Context, db *sql.DB, id int64, w io.Writer) (int64, error) {
 	rows, err := db.QueryContext(ctx, `SELECT file, row_number, column_name, reason, coalesce(raw_value, '')
 		FROM rejects WHERE delivery_id = ? ORDER BY file, row_number, column_name`, id)
 	if err != nil {

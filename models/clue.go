@@ -1,6 +1,5 @@
 // This file reads clues back from a run's clue table into Go, for the few
-// places that show them one by one (a preview's top clues), and masks them
-// for readers who may not see personal data.
+// places that show them one by one (a preview's top clues).
 package models
 
 import (
@@ -10,8 +9,6 @@ import (
 	"fmt"
 	"strings"
 	"time"
-
-	"collider/personid"
 )
 
 // Clue (线索) is one (model, person, institution) group of newly flagged
@@ -37,17 +34,6 @@ type Clue struct {
 	FundAmount      float64         `json:"fund_amount"`
 	Narrative       string          `json:"narrative"`
 	Evidence        json.RawMessage `json:"evidence"`
-}
-
-// Masked returns the clue as the modeler role sees it: ID numbers as
-// 620102********123X and names as 张*, in the fields, the narrative and the
-// evidence.
-func (c Clue) Masked() Clue {
-	c.Narrative = maskPerson(c.Narrative, c.PersonID, c.PersonName)
-	c.Evidence = json.RawMessage(maskPerson(string(c.Evidence), c.PersonID, c.PersonName))
-	c.PersonID = personid.Mask(c.PersonID)
-	c.PersonName = personid.MaskName(c.PersonName)
-	return c
 }
 
 // ReadClues reads up to limit clues of a clue table in clue_no order (best

@@ -18,16 +18,15 @@
 //
 // The representative settlement is the clue's earliest visit; its reason
 // chooses the template (narrative.REASON, else narrative.default). The text
-// is generated unmasked; Clue.Masked and MaskText mask it by role.
+// is generated in clear (in the sandbox, people are tokens there); the
+// casebook masks a published clue for a reader who may not see it
+// (personid.MaskText).
 package models
 
 import (
 	"fmt"
 	"regexp"
 	"strings"
-	"unicode/utf8"
-
-	"collider/personid"
 )
 
 // narrativeFields are the placeholders over the grouped clue (see clueSQL's
@@ -124,30 +123,3 @@ func narrativeSQL(m *Model) (string, error) {
 }
 
 func sqlLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
-
-var idInTextRe = regexp.MustCompile(`\b[0-9]{17}[0-9X]\b|\b[0-9]{15}\b`)
-
-// MaskText masks personal data in free text (a narrative, an evidence
-// document): every valid ID number (check character and birth date, so that
-// a long settlement number is left alone), and each of the given names.
-func MaskText(text string, names ...string) string {
-	text = idInTextRe.ReplaceAllStringFunc(text, func(s string) string {
-		if _, err := personid.Normalize(s); err != nil {
-			return s
-		}
-		return personid.Mask(s)
-	})
-	for _, n := range names {
-		if n != "" && utf8.RuneCountInString(n) > 1 {
-			text = strings.ReplaceAll(text, n, personid.MaskName(n))
-		}
-	}
-	return text
-}
-
-// maskPerson masks free text about one person for a reader who sees
-// personal data masked: every valid ID and the name (MaskText), and the
-// person's birth date wherever it stands on its own (personid.MaskIn).
-func maskPerson(text, id, name string) string {
-	return personid.MaskIn(MaskText(text, name), id)
-}

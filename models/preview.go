@@ -10,8 +10,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
-
-	"collider/personid"
 )
 
 // PreviewOptions say what to preview.
@@ -136,31 +134,6 @@ func (p PrecisionCounts) Value() float64 {
 		return -1
 	}
 	return float64(p.Confirmed) / float64(p.Confirmed+p.Dismissed)
-}
-
-// Masked returns the preview as the modeler role sees it.
-func (p *Preview) Masked() *Preview {
-	q := *p
-	q.TopClues = make([]Clue, len(p.TopClues))
-	for i, c := range p.TopClues {
-		q.TopClues[i] = c.Masked()
-	}
-	if p.Diff != nil {
-		d := *p.Diff
-		d.AddedSample, d.RemovedSample = maskFlagged(p.Diff.AddedSample), maskFlagged(p.Diff.RemovedSample)
-		q.Diff = &d
-	}
-	return &q
-}
-
-func maskFlagged(in []Flagged) []Flagged {
-	out := make([]Flagged, len(in))
-	for i, f := range in {
-		f.Evidence = json.RawMessage(maskPerson(string(f.Evidence), f.PersonID, f.PersonName))
-		f.PersonID, f.PersonName = personid.Mask(f.PersonID), personid.MaskName(f.PersonName)
-		out[i] = f
-	}
-	return out
 }
 
 // Preview runs opt.Draft (and opt.Live) on conn and summarizes. Nothing is

@@ -119,10 +119,6 @@ func TestRun_GroupsCluesPerPersonAndInstitution(t *testing.T) {
 		t.Errorf("%d clue settlements", links)
 	}
 
-	// The narrative is masked for the modeler.
-	if m := a.Masked(); m.PersonID != "620102********0115" || m.PersonName != "张*" || strings.Contains(m.Narrative, personA) {
-		t.Errorf("masked clue %+v", m)
-	}
 }
 
 // A --set override changes what is flagged; the version follows.
@@ -331,11 +327,7 @@ func TestPreview_ShowsCountsByCityAndTheDiffFromLive(t *testing.T) {
 	if pr := p.Precision; pr == nil || pr.Draft.Confirmed != 1 || pr.Draft.Dismissed != 0 || pr.Live.Dismissed != 1 || pr.Live.Value() != 0.5 {
 		t.Errorf("precision %+v", p.Precision)
 	}
-	masked := p.Masked()
-	if masked.Diff.RemovedSample[0].PersonID != "620102********0115" || strings.Contains(masked.TopClues[0].Narrative, personA) {
-		t.Errorf("masked preview %+v", masked.Diff.RemovedSample[0])
-	}
 	if p.Diff.RemovedSample[0].PersonID != personA {
-		t.Error("masking changed the preview it was made from")
+		t.Errorf("removed sample %+v", p.Diff.RemovedSample[0])
 	}
 }

@@ -1,14 +1,18 @@
-// Package personid normalizes citizen identity numbers (公民身份号码, GB 11643-1999).
+// Package personid normalizes citizen identity numbers (公民身份号码, GB 11643-1999),
+// masks them for readers who may not see them, and makes the keyed tokens that
+// stand for people in the modelers' sandbox (token.go).
 //
-// The loader does the same normalization in SQL over whole files (see the
-// normalize_person_id macro in sql/0001_feeds.sql); this Go version serves the
-// generator and tests, and the two are checked against each other.
+// The loader does the same normalization in SQL over whole files (the
+// person_id_* macros of sql/0005_feeds.sql); this Go version serves the
+// generator and tests, and a loader test keeps the two in step.
 package personid
 
 import (
 	"errors"
+	"regexp"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // ErrInvalid is returned for anything that is not a valid 15- or 18-character ID.
@@ -88,18 +92,37 @@ func Mask(id string) string {
 	return id[:6] + strings.Repeat("*", len(id)-10) + id[len(id)-4:]
 }
 
-// MaskIn masks one person's ID in free text (a narrative, an evidence
-// document): the ID itself, and its birth date — the digits the masked form
-// hides — wherever it stands on its own, as YYYYMMDD or YYYY-MM-DD, so that
-// the masked ID and a birth date beside it cannot be put back together.
-func MaskIn(text, id string) string {
-	if len(id) < 14 {
-		return text
+// idInTextRe finds what may be an ID number standing alone in text.
+var idInTextRe = regexp.MustCompile(`\b[0-9]{17}[0-9X]\b|\b[0-9]{15}\b`)
+
+// MaskText is the one rule for personal data in free text (a narrative, an
+// evidence document) shown to a reader who sees it masked, about the
+// person id (named name):
+//   - every valid ID number in the text, the person's or another's, as
+//     Mask writes it (a long settlement number, whose check character or
+//     birth date does not hold, is left alone);
+//   - the person's birth date — the digits the masked form hides — wherever
+//     it stands on its own, as YYYYMMDD or YYYY-MM-DD, so that the masked ID
+//     and a birth date beside it cannot be put back together;
+//   - the person's name as MaskName writes it, when it has two characters or
+//     more (a one-character name would mask that character in every word; the
+//     name field itself is masked whatever its length).
+func MaskText(text, id, name string) string {
+	text = idInTextRe.ReplaceAllStringFunc(text, func(s string) string {
+		if _, err := Normalize(s); err != nil {
+			return s
+		}
+		return Mask(s)
+	})
+	if len(id) >= 14 {
+		birth := id[6:14]
+		text = strings.ReplaceAll(text, birth, "********")
+		text = strings.ReplaceAll(text, birth[:4]+"-"+birth[4:6]+"-"+birth[6:], "****-**-**")
 	}
-	text = strings.ReplaceAll(text, id, Mask(id))
-	birth := id[6:14]
-	text = strings.ReplaceAll(text, birth, "********")
-	return strings.ReplaceAll(text, birth[:4]+"-"+birth[4:6]+"-"+birth[6:], "****-**-**")
+	if utf8.RuneCountInString(name) > 1 {
+		text = strings.ReplaceAll(text, name, MaskName(name))
+	}
+	return text
 }
 
 // SampleBirth spreads test birth dates over 1940–2010 (leap days included).

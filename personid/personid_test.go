@@ -48,14 +48,27 @@ func TestMask(t *testing.T) {
 	}
 }
 
-func TestMaskIn_HidesTheIDAndItsBirthDate(t *testing.T) {
-	id := "62010219800229123X"
-	text := `{"id":"62010219800229123X","id_birth_date":"1980-02-29","raw":"19800229","death_date":"2021-03-02"}`
-	want := `{"id":"620102********123X","id_birth_date":"****-**-**","raw":"********","death_date":"2021-03-02"}`
-	if got := MaskIn(text, id); got != want {
-		t.Fatalf("MaskIn =\n%s\nwant\n%s", got, want)
+// One rule for text shown masked, used by every place that masks.
+func TestMaskText_OneRule(t *testing.T) {
+	const id, name = "62010219800229123X", "张三"
+	for _, tc := range []struct{ name, id, person, text, want string }{
+		{"the person's ID and birth date", id, name,
+			`{"id":"62010219800229123X","id_birth_date":"1980-02-29","raw":"19800229","death_date":"2021-03-02"}`,
+			`{"id":"620102********123X","id_birth_date":"****-**-**","raw":"********","death_date":"2021-03-02"}`},
+		{"another valid ID, the name, but not other numbers", "620102195001100115", name,
+			"参保人620102195001100115（张三）于2021-03-02死亡，结算号123456789012345678，机构P62010200456，同户11010519491231002X。",
+			"参保人620102********0115（张*）于2021-03-02死亡，结算号123456789012345678，机构P62010200456，同户110105********002X。"},
+		{"a 15-digit legacy ID", "", "",
+			"旧号码110105491231002在案", "旧号码110105*****1002在案"},
+		{"a one-character name is left in the text", id, "王",
+			"王府井大药房", "王府井大药房"},
+		{"nothing to mask", "", "", "no id here", "no id here"},
+	} {
+		if got := MaskText(tc.text, tc.id, tc.person); got != tc.want {
+			t.Errorf("%s:\n got %s\nwant %s", tc.name, got, tc.want)
+		}
 	}
-	if got := MaskIn("no id here", ""); got != "no id here" {
-		t.Fatalf("MaskIn without an id = %q", got)
+	if MaskName("欧阳娜娜") != "欧*" || MaskName("王") != "*" || MaskName("") != "" {
+		t.Error("MaskName")
 	}
 }
