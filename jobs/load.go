@@ -181,7 +181,6 @@ func (l *Loader) Load(ctx context.Context, d Delivery) LoadResult {
 // copy.
 func (l *Loader) load(ctx context.Context, d Delivery, in Inspection, r *LoadResult, start time.Time) error {
 	c, _ := feeds.Lookup(d.Feed)
-	p := newPlan(c, in.Carriers)
 	conn, err := l.Store.DB.Conn(ctx)
 	if err != nil {
 		return err
@@ -195,50 +194,80 @@ func (l *Loader) load(ctx context.Context, d Delivery, in Inspection, r *LoadRes
 	if err := tx.QueryRowContext(ctx, "SELECT nextval('delivery_ids')").Scan(&r.DeliveryID); err != nil {
 		return err
 	}
-	id := r.DeliveryID
-	files := d.Files
-	table := q(c.Feed)
-	log := l.log().With("feed", d.Feed, "delivery", d.Name)
-	exec := func(what, query string, args ...any) (int64, error) {
-		t0 := time.Now()
-		res, err := tx.ExecContext(ctx, query, args...)
-		if err != nil {
-			return 0, fmt.Errorf("%s: %s", what, describeDuckDBError(err, files))
-		}
-		n, _ := res.RowsAffected()
-		log.Debug("load phase", "phase", what, "rows", n, "seconds", time.Since(t0).Seconds())
-		return n, nil
-	}
-	ours := table + ".delivery_id = $1" // the statements that use it bind the delivery id as $1
-
-	// 1. One read per file: every row, typed, with its lineage.
-	insert := p.insertAll()
-	var firstRow int64 = 1
-	var written int64
-	for i, f := range files {
-		if _, err := exec("record file", "INSERT INTO delivery_files VALUES (?, ?, ?, ?, ?, ?)",
-			id, i, filepath.Base(f), f, in.FileRows[i], firstRow); err != nil {
+	lt := &loadTx{ctx: ctx, tx: tx, l: l, d: d, in: in, r: r, c: c, plan: newPlan(c, in.Carriers), table: q(c.Feed),
+		log: l.log().With("feed", d.Feed, "delivery", d.Name)}
+	for _, step := range []func() error{lt.readFiles, lt.rejectBadRows, lt.dropRepeatedKeys, lt.replaceEarlier} {
+		if err := step(); err != nil {
 			return err
 		}
-		n, err := exec("read file", insert, id, firstRow-1, []string{f})
+	}
+	return lt.record(start)
+}
+
+// loadTx is one delivery's load: its transaction and what it has found.
+type loadTx struct {
+	ctx   context.Context
+	tx    *sql.Tx
+	l     *Loader
+	d     Delivery
+	in    Inspection
+	r     *LoadResult
+	c     feeds.Contract
+	plan  *plan
+	table string // the feed table, quoted
+	log   *slog.Logger
+
+	written, badRows int64
+}
+
+// ours is the condition on the delivery's own rows; the statements that
+// use it bind the delivery id as $1.
+func (lt *loadTx) ours() string { return lt.table + ".delivery_id = $1" }
+
+// exec runs one statement of the load, naming the files in DuckDB's errors.
+func (lt *loadTx) exec(what, query string, args ...any) (int64, error) {
+	t0 := time.Now()
+	res, err := lt.tx.ExecContext(lt.ctx, query, args...)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %s", what, describeDuckDBError(err, lt.d.Files))
+	}
+	n, _ := res.RowsAffected()
+	lt.log.Debug("load phase", "phase", what, "rows", n, "seconds", time.Since(t0).Seconds())
+	return n, nil
+}
+
+// readFiles reads each file once: every row, typed, with its lineage.
+func (lt *loadTx) readFiles() error {
+	id, insert := lt.r.DeliveryID, lt.plan.insertAll()
+	var firstRow int64 = 1
+	for i, f := range lt.d.Files {
+		if _, err := lt.exec("record file", "INSERT INTO delivery_files VALUES (?, ?, ?, ?, ?, ?)",
+			id, i, filepath.Base(f), f, lt.in.FileRows[i], firstRow); err != nil {
+			return err
+		}
+		n, err := lt.exec("read file", insert, id, firstRow-1, []string{f})
 		if err != nil {
 			return fmt.Errorf("%s: %w", f, err)
 		}
-		written += n
-		l.progress(n)
-		firstRow += in.FileRows[i]
+		lt.written += n
+		lt.l.progress(n)
+		firstRow += lt.in.FileRows[i]
 	}
-	if written != in.Rows {
-		return fmt.Errorf("%s: the footers count %d rows but %d were read", d.Path, in.Rows, written)
+	if lt.written != lt.in.Rows {
+		return fmt.Errorf("%s: the footers count %d rows but %d were read", lt.d.Path, lt.in.Rows, lt.written)
 	}
+	return nil
+}
 
-	// 2. Bad rows: the files that hold any are read again for their bad
-	// cells, which become rejects; then the rows leave the table.
+// rejectBadRows reads the files that hold bad rows again for their bad
+// cells, which become rejects; then the rows leave the table.
+func (lt *loadTx) rejectBadRows() error {
+	id := lt.r.DeliveryID
 	t0 := time.Now()
 	var badFiles []int
-	rows, err := tx.QueryContext(ctx, fmt.Sprintf(`SELECT DISTINCT f.file_index FROM %s t
+	rows, err := lt.tx.QueryContext(lt.ctx, fmt.Sprintf(`SELECT DISTINCT f.file_index FROM %s t
 		JOIN delivery_files f ON f.delivery_id = t.delivery_id AND -t.source_row BETWEEN f.first_row AND f.first_row + f.rows_read - 1
-		WHERE t.delivery_id = ? AND t.source_row < 0 ORDER BY 1`, table), id)
+		WHERE t.delivery_id = ? AND t.source_row < 0 ORDER BY 1`, lt.table), id)
 	if err != nil {
 		return err
 	}
@@ -254,65 +283,67 @@ func (l *Loader) load(ctx context.Context, d Delivery, in Inspection, r *LoadRes
 	if err := rows.Err(); err != nil {
 		return err
 	}
-	log.Debug("load phase", "phase", "find files with bad rows", "rows", len(badFiles), "seconds", time.Since(t0).Seconds())
-	var badRows int64
+	lt.log.Debug("load phase", "phase", "find files with bad rows", "rows", len(badFiles), "seconds", time.Since(t0).Seconds())
 	for _, i := range badFiles {
-		f := files[i]
-		if _, err := exec("record rejects", fmt.Sprintf(`INSERT INTO rejects
+		f := lt.d.Files[i]
+		if _, err := lt.exec("record rejects", fmt.Sprintf(`INSERT INTO rejects
 			SELECT ?, ?, b._row, b.cell."column", b.cell.reason, b.cell.raw
 			FROM (SELECT _row, unnest(%s) AS cell FROM (%s) r WHERE _bad) b
-			WHERE b.cell IS NOT NULL`, p.rejectedCells(), p.rows()), id, filepath.Base(f), []string{f}); err != nil {
+			WHERE b.cell IS NOT NULL`, lt.plan.rejectedCells(), lt.plan.rows()), id, filepath.Base(f), []string{f}); err != nil {
 			return fmt.Errorf("%s: %w", f, err)
 		}
 	}
 	if len(badFiles) > 0 {
-		if badRows, err = exec("delete rejected rows", fmt.Sprintf("DELETE FROM %s WHERE %s AND source_row < 0", table, ours), id); err != nil {
+		if lt.badRows, err = lt.exec("delete rejected rows", fmt.Sprintf("DELETE FROM %s WHERE %s AND source_row < 0", lt.table, lt.ours()), id); err != nil {
 			return err
 		}
 		// Nothing is lost: each deleted row has its bad cells among the rejects.
 		var rejected int64
-		if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM (SELECT DISTINCT file, row_number FROM rejects WHERE delivery_id = ?)", id).Scan(&rejected); err != nil {
+		if err := lt.tx.QueryRowContext(lt.ctx, "SELECT count(*) FROM (SELECT DISTINCT file, row_number FROM rejects WHERE delivery_id = ?)", id).Scan(&rejected); err != nil {
 			return err
 		}
-		if rejected != badRows {
-			return fmt.Errorf("%s: %d rows failed a check but %d were recorded as rejects", d.Path, badRows, rejected)
+		if rejected != lt.badRows {
+			return fmt.Errorf("%s: %d rows failed a check but %d were recorded as rejects", lt.d.Path, lt.badRows, rejected)
 		}
 	}
-	r.Loaded = written - badRows
+	lt.r.Loaded = lt.written - lt.badRows
+	return nil
+}
 
-	// 3. A key repeated inside the delivery: the later row (file order, then
-	// row order) wins; the earlier ones become duplicate_key rejects. The
-	// keys' hashes are sorted and compared with their neighbours, which
-	// takes about half the time of a GROUP BY over as many groups as rows;
-	// only the rows whose hashes collide are looked at closer. DuckDB scans
-	// the rows this transaction has just written with one thread, and the
-	// sort then gathers its runs on that thread too: reading them as one
-	// branch per thread of a UNION ALL (source_row modulo the threads) lets
-	// every thread feed the sort, which halves the step. (Hashing the keys
-	// from the files instead was slower for feeds keyed by person: their IDs
-	// must be normalized again.)
-	keys := quoteAll(c.Key)
-	threads := max(1, l.Store.Options().Threads)
+// dropRepeatedKeys handles a key repeated inside the delivery: the later
+// row (file order, then row order) wins; the earlier ones become
+// duplicate_key rejects. The keys' hashes are sorted and compared with
+// their neighbours, which takes about half the time of a GROUP BY over as
+// many groups as rows; only the rows whose hashes collide are looked at
+// closer. DuckDB scans the rows this transaction has just written with one
+// thread, and the sort then gathers its runs on that thread too: reading
+// them as one branch per thread of a UNION ALL (source_row modulo the
+// threads) lets every thread feed the sort, which halves the step.
+// (Hashing the keys from the files instead was slower for feeds keyed by
+// person: their IDs must be normalized again.)
+func (lt *loadTx) dropRepeatedKeys() error {
+	id, table, ours := lt.r.DeliveryID, lt.table, lt.ours()
+	keys := quoteAll(lt.c.Key)
+	threads := max(1, lt.l.Store.Options().Threads)
 	branches := make([]string, threads)
 	for i := range branches {
 		branches[i] = fmt.Sprintf("SELECT hash(%s) AS h FROM %s WHERE %s AND source_row %% %d = %d",
 			strings.Join(keys, ", "), table, ours, threads, i)
 	}
 	rep, dup := fmt.Sprintf("temp.repeated_%d", id), fmt.Sprintf("temp.dup_%d", id)
-	if _, err := exec("find repeated keys", fmt.Sprintf(`CREATE TEMP TABLE %s AS
+	if _, err := lt.exec("find repeated keys", fmt.Sprintf(`CREATE TEMP TABLE %s AS
 		SELECT DISTINCT h FROM (
 			SELECT h, lag(h) OVER (ORDER BY h) AS prev FROM (%s)
 		) WHERE h = prev`, rep, strings.Join(branches, "\n\t\t\tUNION ALL ")), id); err != nil {
 		return err
 	}
-	l.progress(in.Rows / 4)
-	var collisions int64
-	if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM "+rep).Scan(&collisions); err != nil {
+	lt.l.progress(lt.in.Rows / 4)
+	var collisions, dupRows int64
+	if err := lt.tx.QueryRowContext(lt.ctx, "SELECT count(*) FROM "+rep).Scan(&collisions); err != nil {
 		return err
 	}
-	var dupRows int64
 	if collisions > 0 {
-		if _, err := exec("find earlier duplicates", fmt.Sprintf(`CREATE TEMP TABLE %[1]s AS
+		if _, err := lt.exec("find earlier duplicates", fmt.Sprintf(`CREATE TEMP TABLE %[1]s AS
 			SELECT source_row, key_text FROM (
 				SELECT source_row, concat_ws('|', %[2]s) AS key_text,
 				       row_number() OVER (PARTITION BY %[3]s ORDER BY source_row DESC) AS rn
@@ -320,59 +351,72 @@ func (l *Loader) load(ctx context.Context, d Delivery, in Inspection, r *LoadRes
 			) WHERE rn > 1`, dup, strings.Join(castText(keys), ", "), strings.Join(keys, ", "), table, ours, rep), id); err != nil {
 			return err
 		}
-		if _, err := exec("record duplicates", fmt.Sprintf(`INSERT INTO rejects
+		if _, err := lt.exec("record duplicates", fmt.Sprintf(`INSERT INTO rejects
 			SELECT $1, f.file, d.source_row - f.first_row + 1, $2, $3, d.key_text
 			FROM %s d JOIN delivery_files f ON f.delivery_id = $1
 			 AND d.source_row BETWEEN f.first_row AND f.first_row + f.rows_read - 1`, dup),
-			id, strings.Join(c.Key, "+"), ReasonDuplicateKey); err != nil {
+			id, strings.Join(lt.c.Key, "+"), ReasonDuplicateKey); err != nil {
 			return err
 		}
-		if dupRows, err = exec("delete earlier duplicates", fmt.Sprintf(
+		var err error
+		if dupRows, err = lt.exec("delete earlier duplicates", fmt.Sprintf(
 			"DELETE FROM %[1]s USING %[2]s d WHERE %[3]s AND %[1]s.source_row = d.source_row",
 			table, dup, ours), id); err != nil {
 			return err
 		}
-		if _, err := exec("drop temp", "DROP TABLE "+dup); err != nil {
+		if _, err := lt.exec("drop temp", "DROP TABLE "+dup); err != nil {
 			return err
 		}
 	}
-	if _, err := exec("drop temp", "DROP TABLE "+rep); err != nil {
+	if _, err := lt.exec("drop temp", "DROP TABLE "+rep); err != nil {
 		return err
 	}
-	r.Rejected = badRows + dupRows
-	r.Loaded -= dupRows
-	if r.Rejected > 0 {
-		if r.RejectedBy, err = rejectedByReason(ctx, tx, id); err != nil {
+	lt.r.Rejected = lt.badRows + dupRows
+	lt.r.Loaded -= dupRows
+	if lt.r.Rejected > 0 {
+		var err error
+		if lt.r.RejectedBy, err = rejectedByReason(lt.ctx, lt.tx, id); err != nil {
 			return err
 		}
 	}
+	return nil
+}
 
-	// 4. A later delivery wins: earlier rows with the same key are replaced.
+// replaceEarlier lets a later delivery win: earlier rows with the same key
+// are replaced.
+func (lt *loadTx) replaceEarlier() error {
+	id, table := lt.r.DeliveryID, lt.table
 	var earlier bool
-	if err := tx.QueryRowContext(ctx, fmt.Sprintf("SELECT EXISTS (SELECT 1 FROM %s WHERE delivery_id < ?)", table), id).Scan(&earlier); err != nil {
+	if err := lt.tx.QueryRowContext(lt.ctx, fmt.Sprintf("SELECT EXISTS (SELECT 1 FROM %s WHERE delivery_id < ?)", table), id).Scan(&earlier); err != nil {
 		return err
 	}
-	if earlier && r.Loaded > 0 {
-		var match []string
-		for _, k := range keys {
-			match = append(match, fmt.Sprintf("%s.%s = n.%s", table, k, k))
-		}
-		r.Replaced, err = exec("replace earlier rows", fmt.Sprintf(
-			"DELETE FROM %s USING (SELECT DISTINCT %s FROM %s WHERE delivery_id = ?) n WHERE %s AND %s.delivery_id < ?",
-			table, strings.Join(keys, ", "), table, strings.Join(match, " AND "), table), id, id)
-		if err != nil {
-			return err
-		}
+	if !earlier || lt.r.Loaded == 0 {
+		return nil
 	}
+	keys := quoteAll(lt.c.Key)
+	var match []string
+	for _, k := range keys {
+		match = append(match, fmt.Sprintf("%s.%s = n.%s", table, k, k))
+	}
+	var err error
+	lt.r.Replaced, err = lt.exec("replace earlier rows", fmt.Sprintf(
+		"DELETE FROM %s USING (SELECT DISTINCT %s FROM %s WHERE delivery_id = ?) n WHERE %s AND %s.delivery_id < ?",
+		table, strings.Join(keys, ", "), table, strings.Join(match, " AND "), table), id, id)
+	return err
+}
+
+// record writes the delivery to the ledger and commits.
+func (lt *loadTx) record(start time.Time) error {
+	r := lt.r
 	r.Seconds = time.Since(start).Seconds()
-	if _, err := exec("record delivery", `INSERT INTO deliveries
+	if _, err := lt.exec("record delivery", `INSERT INTO deliveries
 		(delivery_id, feed, name, path, sha256, status, files, rows_read, loaded, rejected, replaced, extra_columns, error, started_at, finished_at, seconds)
 		VALUES (?, ?, ?, ?, ?, 'loaded', ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)`,
-		id, d.Feed, d.Name, d.Path, r.SHA256, len(files), r.Rows, r.Loaded, r.Rejected, r.Replaced,
+		r.DeliveryID, lt.d.Feed, lt.d.Name, lt.d.Path, r.SHA256, len(lt.d.Files), r.Rows, r.Loaded, r.Rejected, r.Replaced,
 		nullIfEmpty(strings.Join(r.Extra, ",")), domain.DBTime(start), domain.DBTime(time.Now()), r.Seconds); err != nil {
 		return err
 	}
-	return tx.Commit()
+	return lt.tx.Commit()
 }
 
 // rejectedByReason counts a delivery's rejected rows by reason.

@@ -168,10 +168,24 @@ func (s *State) read(ctx context.Context) ([]prometheus.Metric, error) {
 		return nil, err
 	}
 
+	more, err := s.readCasebook(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return append(out, more...), nil
+}
+
+// readCasebook reads the leads by city and status and the feedback.
+func (s *State) readCasebook(ctx context.Context) ([]prometheus.Metric, error) {
+	var out []prometheus.Metric
+	add := func(d *prometheus.Desc, t prometheus.ValueType, v float64, labels ...string) {
+		out = append(out, prometheus.MustNewConstMetric(d, t, v, labels...))
+	}
+	db := s.cb.DB
 	// Leads by city and status; every status of a city that has leads, zeros included.
 	leads := map[string]map[string]int64{}
 	var cities []string
-	err = eachRow(ctx, db, "SELECT city_code, status, count(*) FROM casebook.leads GROUP BY ALL ORDER BY ALL", func(r *sql.Rows) error {
+	err := eachRow(ctx, db, "SELECT city_code, status, count(*) FROM casebook.leads GROUP BY ALL ORDER BY ALL", func(r *sql.Rows) error {
 		var city, status string
 		var n int64
 		if err := r.Scan(&city, &status, &n); err != nil {

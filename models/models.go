@@ -221,30 +221,10 @@ func Parse(file string, text []byte) (*Model, error) {
 	fail := func(line int, format string, args ...any) error {
 		return &FileError{File: file, Line: line, Err: fmt.Errorf(format, args...)}
 	}
-	lines := strings.Split(string(text), "\n")
-	var yamlLines []string
-	queryLine := 0
-	for i, l := range lines {
-		t := strings.TrimRight(l, "\r")
-		if !strings.HasPrefix(strings.TrimSpace(t), "--") {
-			queryLine = i + 1
-			break
-		}
-		t = strings.TrimPrefix(strings.TrimSpace(t), "--")
-		t = strings.TrimPrefix(t, " ")
-		yamlLines = append(yamlLines, t)
+	yamlLines, queryLine, err := splitHeader(text, fail)
+	if err != nil {
+		return nil, err
 	}
-	if len(yamlLines) == 0 {
-		return nil, fail(1, "no header: a model file starts with `-- name: …` comment lines")
-	}
-	query := ""
-	if queryLine > 0 {
-		query = strings.TrimSpace(strings.Join(lines[queryLine-1:], "\n"))
-	}
-	if query == "" {
-		return nil, fail(len(lines), "no query after the header")
-	}
-
 	var h header
 	dec := yaml.NewDecoder(bytes.NewReader([]byte(strings.Join(yamlLines, "\n"))))
 	dec.KnownFields(true)
@@ -266,8 +246,54 @@ func Parse(file string, text []byte) (*Model, error) {
 	case m.Description == "":
 		return nil, fail(1, "header: description is required")
 	}
+	if m.Params, err = parseParams(h.Params, fail); err != nil {
+		return nil, err
+	}
+	if err := m.parseReasons(h, fail); err != nil {
+		return nil, err
+	}
+	for _, rule := range []struct{ level, expr string }{{"high", m.Severity.High}, {"medium", m.Severity.Medium}} {
+		if strings.Contains(rule.expr, ";") {
+			return nil, fail(headerLine(yamlLines, rule.level+":"), "header: severity %s: one SQL expression, no semicolons", rule.level)
+		}
+	}
+	m.SQL = queryText(text, queryLine)
+	m.rulesLine = headerLine(yamlLines, "severity:")
+	return m, nil
+}
+
+type failFunc func(line int, format string, args ...any) error
+
+// splitHeader returns the header's lines with their `-- ` removed (YAML
+// whose line numbers are the file's) and the line the query starts on.
+func splitHeader(text []byte, fail failFunc) ([]string, int, error) {
+	lines := strings.Split(string(text), "\n")
+	var yamlLines []string
+	queryLine := 0
+	for i, l := range lines {
+		t := strings.TrimRight(l, "\r")
+		if !strings.HasPrefix(strings.TrimSpace(t), "--") {
+			queryLine = i + 1
+			break
+		}
+		t = strings.TrimPrefix(strings.TrimSpace(t), "--")
+		t = strings.TrimPrefix(t, " ")
+		yamlLines = append(yamlLines, t)
+	}
+	if len(yamlLines) == 0 {
+		return nil, 0, fail(1, "no header: a model file starts with `-- name: …` comment lines")
+	}
+	if queryLine == 0 || strings.TrimSpace(strings.Join(lines[queryLine-1:], "\n")) == "" {
+		return nil, 0, fail(len(lines), "no query after the header")
+	}
+	return yamlLines, queryLine, nil
+}
+
+// parseParams reads the header's parameters.
+func parseParams(nodes []yaml.Node, fail failFunc) ([]Param, error) {
+	var out []Param
 	seen := map[string]bool{}
-	for _, pn := range h.Params {
+	for _, pn := range nodes {
 		line := pn.Line
 		var py paramYAML
 		for i := 0; pn.Kind == yaml.MappingNode && i+1 < len(pn.Content); i += 2 {
@@ -288,57 +314,59 @@ func Parse(file string, text []byte) (*Model, error) {
 			return nil, fail(line, "param %s declared twice", p.Name)
 		}
 		seen[p.Name] = true
-		m.Params = append(m.Params, p)
+		out = append(out, p)
 	}
+	return out, nil
+}
+
+// parseReasons reads the reason codes and their narrative templates: every
+// reason has a template, or there is a default.
+func (m *Model) parseReasons(h header, fail failFunc) error {
 	reasons, err := orderedMap(h.Reasons)
 	if err != nil {
-		return nil, fail(h.Reasons.Line, "header: reasons: %v", err)
+		return fail(h.Reasons.Line, "header: reasons: %v", err)
 	}
 	if len(reasons) == 0 {
-		return nil, fail(1, "header: reasons is required: the reason codes the query returns, with their Chinese labels")
+		return fail(1, "header: reasons is required: the reason codes the query returns, with their Chinese labels")
 	}
 	for _, kv := range reasons {
 		if !reasonCodeRe.MatchString(kv.key) {
-			return nil, fail(kv.line, "header: reason code %q must be lower snake case", kv.key)
+			return fail(kv.line, "header: reason code %q must be lower snake case", kv.key)
 		}
 		m.Reasons = append(m.Reasons, Reason{Code: kv.key, Label: kv.value})
 	}
 	narr, err := orderedMap(h.Narrative)
 	if err != nil {
-		return nil, fail(h.Narrative.Line, "header: narrative: %v", err)
+		return fail(h.Narrative.Line, "header: narrative: %v", err)
 	}
 	for _, kv := range narr {
 		if kv.key != "default" && !m.HasReason(kv.key) {
-			return nil, fail(kv.line, "header: narrative for %q, which is not one of the reasons", kv.key)
+			return fail(kv.line, "header: narrative for %q, which is not one of the reasons", kv.key)
 		}
 		if _, err := compileTemplate(kv.value, m); err != nil {
-			return nil, fail(kv.line, "header: narrative %s: %v", kv.key, err)
+			return fail(kv.line, "header: narrative %s: %v", kv.key, err)
 		}
 		m.Narratives = append(m.Narratives, Narrative{Reason: kv.key, Template: kv.value})
 	}
 	for _, r := range m.Reasons {
 		if m.narrativeFor(r.Code) == "" {
-			return nil, fail(h.Narrative.Line, "header: narrative: no template for reason %q and no default", r.Code)
+			return fail(h.Narrative.Line, "header: narrative: no template for reason %q and no default", r.Code)
 		}
 	}
-	for _, rule := range []struct{ level, expr string }{{"high", m.Severity.High}, {"medium", m.Severity.Medium}} {
-		if strings.Contains(rule.expr, ";") {
-			return nil, fail(headerLine(yamlLines, rule.level+":"), "header: severity %s: one SQL expression, no semicolons", rule.level)
-		}
-	}
+	return nil
+}
 
-	// DuckDB gets the file with the query's trailing semicolon removed; the
-	// header stays, as comments, so that error lines are file lines.
-	// Trailing comment lines go too, or they would swallow what the runner
-	// puts after the query.
+// queryText is the file as DuckDB gets it: the query's trailing semicolon
+// removed; the header stays, as comments, so that error lines are file
+// lines. Trailing comment lines go too, or they would swallow what the
+// runner puts after the query.
+func queryText(text []byte, queryLine int) string {
 	body := strings.Split(strings.TrimRight(string(text), " \t\r\n"), "\n")
 	for len(body) > queryLine && strings.HasPrefix(strings.TrimSpace(body[len(body)-1]), "--") {
 		body = body[:len(body)-1]
 	}
 	sqlText := strings.TrimRight(strings.Join(body, "\n"), " \t\r\n")
-	m.SQL = strings.TrimRight(strings.TrimSuffix(sqlText, ";"), " \t\r\n")
-	m.rulesLine = headerLine(yamlLines, "severity:")
-	return m, nil
+	return strings.TrimRight(strings.TrimSuffix(sqlText, ";"), " \t\r\n")
 }
 
 // HasReason reports whether code is one of the model's declared reasons.

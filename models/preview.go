@@ -215,38 +215,14 @@ func (r *Runner) Preview(ctx context.Context, conn *sql.Conn, opt PreviewOptions
 
 	if opt.Live != nil {
 		p.LiveVersion = Version(opt.Live, mustValues(opt.Live))
-		d := &Diff{LiveFlagged: liveFlagged}
-		if err := conn.QueryRowContext(ctx, fmt.Sprintf(`SELECT
-				count(*) FILTER (WHERE l.settlement_id IS NULL),
-				count(*) FILTER (WHERE d.settlement_id IS NULL),
-				count(*) FILTER (WHERE d.settlement_id IS NOT NULL AND l.settlement_id IS NOT NULL),
-				count(*) FILTER (WHERE d.reason <> l.reason)
-			FROM %s d FULL OUTER JOIN %s l ON l.settlement_id = d.settlement_id`, run.FlagTable, liveTable)).
-			Scan(&d.Added, &d.Removed, &d.Kept, &d.ReasonChanged); err != nil {
-			return nil, fmt.Errorf("preview: diff: %w", err)
-		}
-		if d.AddedSample, err = sample(ctx, conn, run.FlagTable, liveTable, opt.Sample); err != nil {
+		if p.Diff, err = diff(ctx, conn, run.FlagTable, liveTable, liveFlagged, opt.Sample); err != nil {
 			return nil, err
 		}
-		if d.RemovedSample, err = sample(ctx, conn, liveTable, run.FlagTable, opt.Sample); err != nil {
-			return nil, err
-		}
-		p.Diff = d
 	}
-
 	if opt.Outcomes != nil {
-		pr := &Precision{}
-		q := `SELECT count(*) FILTER (WHERE o.outcome = 'confirmed'), count(*) FILTER (WHERE o.outcome = 'dismissed')
-			FROM %s f JOIN %s o ON o.settlement_id = f.settlement_id`
-		if err := conn.QueryRowContext(ctx, fmt.Sprintf(q, run.FlagTable, "preview_outcomes")).Scan(&pr.Draft.Confirmed, &pr.Draft.Dismissed); err != nil {
-			return nil, fmt.Errorf("preview: precision: %w", err)
+		if p.Precision, err = precision(ctx, conn, run.FlagTable, liveTable); err != nil {
+			return nil, err
 		}
-		if liveTable != "" {
-			if err := conn.QueryRowContext(ctx, fmt.Sprintf(q, liveTable, "preview_outcomes")).Scan(&pr.Live.Confirmed, &pr.Live.Dismissed); err != nil {
-				return nil, fmt.Errorf("preview: precision: %w", err)
-			}
-		}
-		p.Precision = pr
 	}
 	p.Seconds = time.Since(start).Seconds()
 	return p, nil
@@ -297,6 +273,45 @@ func nonNil(s []string) []string {
 func mustValues(m *Model) Values {
 	v, _ := m.Values(nil)
 	return v
+}
+
+// diff compares the draft's flags with the live version's.
+func diff(ctx context.Context, conn *sql.Conn, draftTable, liveTable string, liveFlagged int64, n int) (*Diff, error) {
+	d := &Diff{LiveFlagged: liveFlagged}
+	if err := conn.QueryRowContext(ctx, fmt.Sprintf(`SELECT
+			count(*) FILTER (WHERE l.settlement_id IS NULL),
+			count(*) FILTER (WHERE d.settlement_id IS NULL),
+			count(*) FILTER (WHERE d.settlement_id IS NOT NULL AND l.settlement_id IS NOT NULL),
+			count(*) FILTER (WHERE d.reason <> l.reason)
+		FROM %s d FULL OUTER JOIN %s l ON l.settlement_id = d.settlement_id`, draftTable, liveTable)).
+		Scan(&d.Added, &d.Removed, &d.Kept, &d.ReasonChanged); err != nil {
+		return nil, fmt.Errorf("preview: diff: %w", err)
+	}
+	var err error
+	if d.AddedSample, err = sample(ctx, conn, draftTable, liveTable, n); err != nil {
+		return nil, err
+	}
+	if d.RemovedSample, err = sample(ctx, conn, liveTable, draftTable, n); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// precision counts the outcomes among the investigated settlements each
+// version flags (preview_outcomes); liveTable is "" without a live version.
+func precision(ctx context.Context, conn *sql.Conn, draftTable, liveTable string) (*Precision, error) {
+	pr := &Precision{}
+	q := `SELECT count(*) FILTER (WHERE o.outcome = 'confirmed'), count(*) FILTER (WHERE o.outcome = 'dismissed')
+		FROM %s f JOIN preview_outcomes o ON o.settlement_id = f.settlement_id`
+	if err := conn.QueryRowContext(ctx, fmt.Sprintf(q, draftTable)).Scan(&pr.Draft.Confirmed, &pr.Draft.Dismissed); err != nil {
+		return nil, fmt.Errorf("preview: precision: %w", err)
+	}
+	if liveTable != "" {
+		if err := conn.QueryRowContext(ctx, fmt.Sprintf(q, liveTable)).Scan(&pr.Live.Confirmed, &pr.Live.Dismissed); err != nil {
+			return nil, fmt.Errorf("preview: precision: %w", err)
+		}
+	}
+	return pr, nil
 }
 
 func counts(ctx context.Context, conn *sql.Conn, q string) ([]Count, error) {

@@ -117,13 +117,27 @@ func benchModels(ctx context.Context, args []string, stdout, stderr io.Writer) i
 			return fail(fmt.Errorf("%s: collider flagged %d settlements, the sandbox over pseudonymized people %d", m.Model, m.Flagged, sb.Flagged))
 		}
 	}
+	printModelsTable(ctx, stdout, *data, *memoryLimit, *rounds, hand, coll, sand)
+	return 0
+}
+
+// printModelsTable prints each model's timings by hand, through the runner
+// and in the sandbox, with their ratios.
+func printModelsTable(ctx context.Context, stdout io.Writer, data, memoryLimit string, rounds int, hand, coll, sand modelsPhase) {
+	byModel, bySandbox := map[string]modelTiming{}, map[string]modelTiming{}
+	for _, m := range hand.Models {
+		byModel[m.Model] = m
+	}
+	for _, m := range sand.Models {
+		bySandbox[m.Model] = m
+	}
 	var rows struct{ settlements, persons, locations int64 }
-	if s, err := openStore(ctx, Config{Data: *data, MemoryLimit: *memoryLimit}); err == nil {
+	if s, err := openStore(ctx, Config{Data: data, MemoryLimit: memoryLimit}); err == nil {
 		s.DB.QueryRowContext(ctx, "SELECT (SELECT count(*) FROM settlements), (SELECT count(*) FROM residents), (SELECT count(*) FROM locations)").
 			Scan(&rows.settlements, &rows.persons, &rows.locations)
 		s.Close()
 	}
-	fmt.Fprintf(stdout, "store: %d settlements, %d residents, %d locations; memory limit %s; best of %d rounds\n", rows.settlements, rows.persons, rows.locations, *memoryLimit, *rounds)
+	fmt.Fprintf(stdout, "store: %d settlements, %d residents, %d locations; memory limit %s; best of %d rounds\n", rows.settlements, rows.persons, rows.locations, memoryLimit, rounds)
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "model\tflagged\tby hand s\tcollider query s\tratio\tcollider with clues s\tratio\tsandboxed preview s\tratio to the live run")
 	for _, m := range coll.Models {
@@ -134,7 +148,6 @@ func benchModels(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	fmt.Fprintf(tw, "all\t\t%.1f\t%.1f\t%.2fx\t%.1f\t%.2fx\t%.1f\t%.2fx\n", handAll, collAll, collAll/handAll, collTotal, collTotal/handAll, sandAll, sandAll/collTotal)
 	tw.Flush()
 	fmt.Fprintf(stdout, "peak memory: by hand %.0f MB, collider %.0f MB (goal: the query ≤ 1.2x the same SQL by hand; a sandboxed preview ≤ 1.3x the live run)\n", hand.PeakMB, coll.PeakMB)
-	return 0
 }
 
 // warmCache reads the store's files, so that the operating system's page

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -145,111 +146,127 @@ func cmdClient(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintln(stderr, "collider client:", err)
 		return 2
 	}
-	rest := fs.Args()
-	fail := func(err error) int {
-		fmt.Fprintln(stderr, "collider client:", err)
-		return 1
-	}
-	switch rest[0] {
-	case "leads":
-		sub := flag.NewFlagSet("leads", flag.ContinueOnError)
-		sub.SetOutput(stderr)
-		status := sub.String("status", "", "only leads in this status")
-		if err := sub.Parse(rest[1:]); err != nil {
-			return 2
-		}
-		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "# lead\tcity\tstatus\tdue\tmodel\tseverity\tfund_amount")
-		cursor := ""
-		for {
-			var page struct {
-				Items []struct {
-					ID      int64  `json:"lead_id"`
-					City    string `json:"city_code"`
-					Status  string `json:"status"`
-					DueDate string `json:"due_date"`
-				}
-				NextCursor *string `json:"next_cursor"`
-			}
-			q := "/api/v1/leads?limit=1000&status=" + *status
-			if cursor != "" {
-				q += "&cursor=" + cursor
-			}
-			if err := c.do(ctx, "GET", q, nil, &page); err != nil {
-				return fail(err)
-			}
-			for _, l := range page.Items {
-				var lead struct {
-					Clue struct {
-						Model, Severity string
-						FundAmount      float64 `json:"fund_amount"`
-					}
-				}
-				if err := c.do(ctx, "GET", fmt.Sprintf("/api/v1/leads/%d", l.ID), nil, &lead); err != nil {
-					return fail(err)
-				}
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%.2f\n", l.ID, l.City, l.Status, l.DueDate, lead.Clue.Model, lead.Clue.Severity, lead.Clue.FundAmount)
-			}
-			if page.NextCursor == nil {
-				break
-			}
-			cursor = *page.NextCursor
-		}
-		tw.Flush()
-	case "act":
-		sub := flag.NewFlagSet("act", flag.ContinueOnError)
-		sub.SetOutput(stderr)
-		note := sub.String("note", "", "note (closing and returning need one)")
-		outcome := sub.String("outcome", "", "confirmed, dismissed or referred (close)")
-		recovered := sub.Float64("recovered", -1, "recovered amount in yuan (close as confirmed)")
-		city := sub.String("city", "", "the city a lead is reassigned to (reassign)")
-		pos, err := parseInterleaved(sub, rest[1:])
-		if err != nil || len(pos) != 2 {
-			fs.Usage()
-			return 2
-		}
-		body := map[string]any{"action": pos[1]}
-		for k, v := range map[string]string{"note": *note, "outcome": *outcome, "city_code": *city} {
-			if v != "" {
-				body[k] = v
-			}
-		}
-		if *recovered >= 0 {
-			body["recovered_amount"] = *recovered
-		}
-		var lead struct {
-			ID     int64  `json:"lead_id"`
-			Status string `json:"status"`
-		}
-		if err := c.do(ctx, "POST", "/api/v1/leads/"+pos[0]+"/events", body, &lead); err != nil {
-			return fail(err)
-		}
-		fmt.Fprintf(stdout, "lead %d %s\n", lead.ID, lead.Status)
-	case "export":
-		sub := flag.NewFlagSet("export", flag.ContinueOnError)
-		sub.SetOutput(stderr)
-		batch := sub.Int64("batch", 0, "batch id")
-		format := sub.String("format", "csv", "csv, xlsx or parquet")
-		out := sub.String("out", "", "output file")
-		if err := sub.Parse(rest[1:]); err != nil || *batch <= 0 || *out == "" {
-			fs.Usage()
-			return 2
-		}
-		f, err := os.Create(*out)
-		if err != nil {
-			return fail(err)
-		}
-		err = c.do(ctx, "GET", fmt.Sprintf("/api/v1/batches/%d/export?format=%s", *batch, *format), nil, f)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			os.Remove(*out)
-			return fail(err)
-		}
-	default:
+	sub, ok := map[string]func(context.Context, *apiClient, []string, io.Writer, io.Writer) error{
+		"leads": clientLeads, "act": clientAct, "export": clientExport,
+	}[fs.Arg(0)]
+	if !ok {
 		fs.Usage()
 		return 2
 	}
+	switch err := sub(ctx, c, fs.Args()[1:], stdout, stderr); {
+	case errors.Is(err, errUsage):
+		fs.Usage()
+		return 2
+	case err != nil:
+		fmt.Fprintln(stderr, "collider client:", err)
+		return 1
+	}
 	return 0
+}
+
+// errUsage is a client command's answer to arguments it cannot take.
+var errUsage = errors.New("usage")
+
+// clientLeads prints the caller's inbox, a lead a line.
+func clientLeads(ctx context.Context, c *apiClient, args []string, stdout, stderr io.Writer) error {
+	sub := flag.NewFlagSet("leads", flag.ContinueOnError)
+	sub.SetOutput(stderr)
+	status := sub.String("status", "", "only leads in this status")
+	if err := sub.Parse(args); err != nil {
+		return errUsage
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "# lead\tcity\tstatus\tdue\tmodel\tseverity\tfund_amount")
+	cursor := ""
+	for {
+		var page struct {
+			Items []struct {
+				ID      int64  `json:"lead_id"`
+				City    string `json:"city_code"`
+				Status  string `json:"status"`
+				DueDate string `json:"due_date"`
+			}
+			NextCursor *string `json:"next_cursor"`
+		}
+		q := "/api/v1/leads?limit=1000&status=" + *status
+		if cursor != "" {
+			q += "&cursor=" + cursor
+		}
+		if err := c.do(ctx, "GET", q, nil, &page); err != nil {
+			return err
+		}
+		for _, l := range page.Items {
+			var lead struct {
+				Clue struct {
+					Model, Severity string
+					FundAmount      float64 `json:"fund_amount"`
+				}
+			}
+			if err := c.do(ctx, "GET", fmt.Sprintf("/api/v1/leads/%d", l.ID), nil, &lead); err != nil {
+				return err
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%.2f\n", l.ID, l.City, l.Status, l.DueDate, lead.Clue.Model, lead.Clue.Severity, lead.Clue.FundAmount)
+		}
+		if page.NextCursor == nil {
+			break
+		}
+		cursor = *page.NextCursor
+	}
+	return tw.Flush()
+}
+
+// clientAct posts an action on a lead.
+func clientAct(ctx context.Context, c *apiClient, args []string, stdout, stderr io.Writer) error {
+	sub := flag.NewFlagSet("act", flag.ContinueOnError)
+	sub.SetOutput(stderr)
+	note := sub.String("note", "", "note (closing and returning need one)")
+	outcome := sub.String("outcome", "", "confirmed, dismissed or referred (close)")
+	recovered := sub.Float64("recovered", -1, "recovered amount in yuan (close as confirmed)")
+	city := sub.String("city", "", "the city a lead is reassigned to (reassign)")
+	pos, err := parseInterleaved(sub, args)
+	if err != nil || len(pos) != 2 {
+		return errUsage
+	}
+	body := map[string]any{"action": pos[1]}
+	for k, v := range map[string]string{"note": *note, "outcome": *outcome, "city_code": *city} {
+		if v != "" {
+			body[k] = v
+		}
+	}
+	if *recovered >= 0 {
+		body["recovered_amount"] = *recovered
+	}
+	var lead struct {
+		ID     int64  `json:"lead_id"`
+		Status string `json:"status"`
+	}
+	if err := c.do(ctx, "POST", "/api/v1/leads/"+pos[0]+"/events", body, &lead); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "lead %d %s\n", lead.ID, lead.Status)
+	return nil
+}
+
+// clientExport downloads a batch into a file; a failed download leaves no file.
+func clientExport(ctx context.Context, c *apiClient, args []string, stdout, stderr io.Writer) error {
+	sub := flag.NewFlagSet("export", flag.ContinueOnError)
+	sub.SetOutput(stderr)
+	batch := sub.Int64("batch", 0, "batch id")
+	format := sub.String("format", "csv", "csv, xlsx or parquet")
+	out := sub.String("out", "", "output file")
+	if err := sub.Parse(args); err != nil || *batch <= 0 || *out == "" {
+		return errUsage
+	}
+	f, err := os.Create(*out)
+	if err != nil {
+		return err
+	}
+	err = c.do(ctx, "GET", fmt.Sprintf("/api/v1/batches/%d/export?format=%s", *batch, *format), nil, f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(*out)
+	}
+	return err
 }
