@@ -24,6 +24,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"database/sql/driver"
@@ -54,6 +55,8 @@ type Options struct {
 type Store struct {
 	DB   *sql.DB
 	opts Options
+
+	checkpointMu sync.Mutex
 }
 
 // ErrNewerStore is returned when the store was written by a newer collider.
@@ -74,6 +77,13 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err := os.MkdirAll(opts.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
+	// A store written by a newer collider is refused before anything here
+	// opens it for writing: not a file changed, not a log created.
+	if sc, err := Inspect(ctx, opts.Dir); err != nil {
+		return nil, err
+	} else if db := sc.NewerThan(Known()); db != "" {
+		return nil, NewerError("store "+opts.Dir, sc, db)
+	}
 	if opts.TempDir == "" {
 		opts.TempDir = filepath.Join(opts.Dir, "tmp")
 	}
@@ -84,21 +94,22 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		opts.Threads = runtime.NumCPU()
 	}
 	feedsPath := filepath.Join(opts.Dir, Feeds+".duckdb")
-	casebookPath := filepath.Join(opts.Dir, Casebook+".duckdb")
 	settings := []string{
 		fmt.Sprintf("SET GLOBAL memory_limit = '%s'", sqlString(opts.MemoryLimit)),
 		fmt.Sprintf("SET GLOBAL threads = %d", opts.Threads),
 		fmt.Sprintf("SET GLOBAL temp_directory = '%s'", sqlString(opts.TempDir)),
 		"SET GLOBAL preserve_insertion_order = false",
 		"SET GLOBAL TimeZone = 'Asia/Shanghai'",
+		// Checkpoints are the store's (see checkpoint.go): DuckDB's own, at
+		// a commit or at shutdown, would invalidate a database when the
+		// disk is full.
+		"SET GLOBAL checkpoint_threshold = '1TB'",
+		"PRAGMA disable_checkpoint_on_shutdown",
 	}
 	if opts.MaxTempSize != "" {
 		settings = append(settings, fmt.Sprintf("SET GLOBAL max_temp_directory_size = '%s'", sqlString(opts.MaxTempSize)))
 	}
-	attach := fmt.Sprintf("ATTACH IF NOT EXISTS '%s' AS %s", sqlString(casebookPath), Casebook)
-	if opts.ReadOnly {
-		attach += " (READ_ONLY)"
-	}
+	attach := attachStatement(opts)
 	dsn := feedsPath
 	if opts.ReadOnly {
 		dsn += "?access_mode=read_only"
@@ -151,8 +162,23 @@ func openError(dir, what string, err error) error {
 // Options returns the settings the store was opened with, defaults filled in.
 func (s *Store) Options() Options { return s.opts }
 
-// Close closes the pool and with it the database (sql.DB closes the connector).
-func (s *Store) Close() error { return s.DB.Close() }
+// Close checkpoints where the disk has room (see checkpoint.go) and closes
+// the pool and with it the database (sql.DB closes the connector).
+func (s *Store) Close() error {
+	s.CheckpointOrLog(context.Background(), nil)
+	return s.DB.Close()
+}
+
+// attachStatement attaches the casebook file.
+func attachStatement(opts Options) string {
+	attach := fmt.Sprintf("ATTACH IF NOT EXISTS '%s' AS %s", sqlString(filepath.Join(opts.Dir, Casebook+".duckdb")), Casebook)
+	if opts.ReadOnly {
+		attach += " (READ_ONLY)"
+	}
+	return attach
+}
+
+func (s *Store) attachCasebook() string { return attachStatement(s.opts) }
 
 // DefaultMemoryLimit is 60% of physical memory, leaving the rest to the Go
 // process, the page cache and the operating system.
@@ -270,7 +296,7 @@ func (s *Store) migrate(ctx context.Context) error {
 			applied[db][v] = true
 			if v > known[db] {
 				rows.Close()
-				return fmt.Errorf("store %s: %w: its %s database has migration %s (schema %d) and this binary knows up to schema %d; run a newer collider",
+				return fmt.Errorf("store %s: %w: its %s database has migration %s (schema %d) and this collider knows only up to schema %d; use a newer collider",
 					s.opts.Dir, ErrNewerStore, db, name, v, known[db])
 			}
 		}
