@@ -108,30 +108,25 @@ func cmdClient(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.Usage = func() { fmt.Fprint(stderr, clientUsage) }
 	cfg, err := parseWithConfig(fs, args, func(c *Config, fs *flag.FlagSet) {
 		fs.String("config", "", "YAML configuration file (env COLLIDER_CONFIG)")
-		fs.StringVar(&c.Server, "server", c.Server, "the collider server (env COLLIDER_SERVER)")
-		fs.StringVar(&c.TokenFile, "token-file", c.TokenFile, "file holding the bearer token (env COLLIDER_TOKEN_FILE)")
+		c.remoteFlags(fs)
 	})
 	if err != nil {
 		return 2
 	}
-	token := strings.TrimSpace(os.Getenv("COLLIDER_TOKEN"))
-	if cfg.TokenFile != "" {
-		b, err := os.ReadFile(cfg.TokenFile)
-		if err != nil {
-			fmt.Fprintln(stderr, "collider client:", err)
-			return 1
-		}
-		token = strings.TrimSpace(string(b))
-		if token == "" {
-			fmt.Fprintf(stderr, "collider client: the token file %s is empty\n", cfg.TokenFile)
-			return 1
-		}
+	token, err := readToken(cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "collider client:", err)
+		return 1
 	}
 	if token == "" || fs.NArg() == 0 {
 		fs.Usage()
 		return 2
 	}
-	c := &apiClient{base: strings.TrimRight(cfg.Server, "/"), token: token, http: &http.Client{Timeout: 10 * time.Minute}}
+	c, err := newAPIClient(cfg, 10*time.Minute)
+	if err != nil {
+		fmt.Fprintln(stderr, "collider client:", err)
+		return 1
+	}
 	rest := fs.Args()
 	fail := func(err error) int {
 		fmt.Fprintln(stderr, "collider client:", err)

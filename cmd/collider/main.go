@@ -29,6 +29,7 @@ type command struct {
 func commands() map[string]command {
 	return map[string]command{
 		"batches": {"list the published batches, oldest first", cmdBatches},
+		"check":   {"verify the store's invariants; exit 1 with what is wrong", cmdCheck},
 		"bench":   {"measure collider against plain DuckDB on the same files", cmdBench},
 		"export":  {"write a batch's clues as csv, xlsx or parquet", cmdExport},
 		"health":  {"check the local server's /healthz (the image's health check)", cmdHealth},
