@@ -57,6 +57,7 @@ type Store struct {
 	opts Options
 
 	checkpointMu sync.Mutex
+	backupMu     sync.Mutex
 }
 
 // ErrNewerStore is returned when the store was written by a newer collider.
