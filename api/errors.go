@@ -9,6 +9,7 @@ import (
 
 	"collider/casebook"
 	"collider/jobs"
+	"collider/store"
 )
 
 // errorBody is the one error shape: {"error": {"code": "...", "message": "..."}}.
@@ -26,6 +27,7 @@ var statusOf = map[casebook.Code]int{
 	casebook.ENOTFOUND:     http.StatusNotFound,
 	casebook.ECONFLICT:     http.StatusConflict,
 	casebook.EINTERNAL:     http.StatusInternalServerError,
+	casebook.EFULL:         http.StatusInsufficientStorage,
 }
 
 // handleError maps every error to a status and the JSON error shape, in one place.
@@ -45,6 +47,11 @@ func (s *Server) handleError(err error, c echo.Context) {
 		code = codeOfStatus(status)
 	case errors.Is(err, jobs.ErrNoDelivery):
 		code, status, msg = casebook.ENOTFOUND, http.StatusNotFound, err.Error()
+	case store.DiskFull(err, s.Store.Options().TempDir) != nil:
+		// The operation failed whole; the message says where the room ran out.
+		code, status, msg = casebook.EFULL, http.StatusInsufficientStorage, store.DiskFull(err, s.Store.Options().TempDir).Error()
+	case errors.Is(err, store.ErrBackupRunning):
+		code, status, msg = casebook.ECONFLICT, http.StatusConflict, err.Error()
 	case errors.Is(err, context.Canceled) && c.Request().Context().Err() != nil:
 		// The client went away: nothing to answer, and not a server error.
 		return

@@ -4,8 +4,11 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -46,4 +49,31 @@ func newAPIClient(cfg Config, timeout time.Duration) (*apiClient, error) {
 		return nil, fmt.Errorf("no token: give --token-file F (or COLLIDER_TOKEN)")
 	}
 	return &apiClient{base: strings.TrimRight(cfg.Server, "/"), token: token, http: &http.Client{Timeout: timeout}}, nil
+}
+
+// stream sends a request and returns the body of a 2xx answer for the
+// caller to read and close; any other answer is an error with the
+// server's message.
+func (c *apiClient) stream(ctx context.Context, method, path string) (io.ReadCloser, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode/100 == 2 {
+		return resp.Body, nil
+	}
+	defer resp.Body.Close()
+	var e struct {
+		Error struct{ Code, Message string }
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if json.Unmarshal(b, &e) == nil && e.Error.Message != "" {
+		return nil, fmt.Errorf("%s: %s (%s)", resp.Status, e.Error.Message, e.Error.Code)
+	}
+	return nil, fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
 }
