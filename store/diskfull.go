@@ -4,9 +4,11 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -88,10 +90,43 @@ func DiskFull(err error, spillDir string) *DiskFullError {
 
 // DiskFull is the package's DiskFull with the store's temp directory: it
 // returns a *DiskFullError for a disk-full error, and err itself otherwise.
+// A failed spill also makes the store read the temp directory's room again
+// (see RefreshSpillLimit), so that the next query may spill once there is
+// room.
 func (s *Store) DiskFull(err error) error {
-	if df := DiskFull(err, s.opts.TempDir); df != nil {
-		return df
+	df := DiskFull(err, s.opts.TempDir)
+	if df == nil {
+		return err
 	}
+	if df.Spill {
+		s.RefreshSpillLimit(context.Background())
+	}
+	return df
+}
+
+// RefreshSpillLimit sets DuckDB's max_temp_directory_size to what its
+// default means now: 90% of the room on the temp directory's disk, plus
+// what the spill files already take. DuckDB reads that room once, when it
+// first spills; a server started on a full disk would otherwise never
+// spill again after room was freed. A limit the operator set is left alone.
+func (s *Store) RefreshSpillLimit(ctx context.Context) error {
+	if s.opts.MaxTempSize != "" || s.opts.ReadOnly {
+		return nil
+	}
+	free, err := FreeSpace(s.opts.TempDir)
+	if err != nil {
+		return err
+	}
+	var used int64
+	if entries, err := os.ReadDir(s.opts.TempDir); err == nil {
+		for _, e := range entries {
+			if fi, err := e.Info(); err == nil && strings.HasPrefix(e.Name(), "duckdb_temp") {
+				used += fi.Size()
+			}
+		}
+	}
+	limit := (uint64(used) + free/10*9) >> 10
+	_, err = s.DB.ExecContext(ctx, fmt.Sprintf("SET GLOBAL max_temp_directory_size = '%dKiB'", limit))
 	return err
 }
 
