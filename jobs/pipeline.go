@@ -239,6 +239,9 @@ func (p *Pipeline) run(ctx context.Context, rl *runLog) Outcome {
 		if out.BatchID > 0 {
 			batch = &out.BatchID
 		}
+		// A quiet moment to fold the logs into the files, where there is
+		// room; the run shows as running until it is done.
+		p.Store.CheckpointOrLog(context.WithoutCancel(ctx), log)
 		if rerr := rl.finish(ctx, status, batch, err); rerr != nil {
 			log.Error("the run's end is not recorded; it will be before the next run", "err", p.Store.DiskFull(rerr))
 			p.mu.Lock()
@@ -246,8 +249,6 @@ func (p *Pipeline) run(ctx context.Context, rl *runLog) Outcome {
 			p.mu.Unlock()
 		}
 		log.Info("run finished", "status", status, "batch", out.BatchID, "err", err)
-		// A quiet moment to fold the logs into the files, where there is room.
-		p.Store.CheckpointOrLog(context.WithoutCancel(ctx), log)
 		return out
 	}
 
