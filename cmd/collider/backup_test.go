@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"flag"
 	"fmt"
 	"net/http"
 	"os"
@@ -10,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"collider/store"
 )
 
 // rowsByID dumps a table as id → the whole row as text.
@@ -218,4 +221,115 @@ func TestBackup_CommandLineRefusals(t *testing.T) {
 		t.Fatalf("restore over a store: %d %s", r.code, r.stderr)
 	}
 	t.Log(r.stderr)
+}
+
+// Scheduled backups: the server takes them on its cron schedule into
+// backup_dir, keeps the newest backup_keep, and keeps each in the history
+// GET /api/v1/backups shows; every file kept is a whole backup.
+func TestBackup_ScheduleKeepsTheNewest(t *testing.T) {
+	dir := t.TempDir()
+	inbox, data, backups := filepath.Join(dir, "inbox"), filepath.Join(dir, "data"), filepath.Join(dir, "backups")
+	if r := collider(t, nil, "gen", "--out", inbox, "--settlements", "3000"); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	if r := collider(t, nil, "run", "--data", data, "--inbox", inbox); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	admin := addUser(t, data, "admin", "")
+	s := startServe(t, data, inbox, "off", "--backup-schedule", "*/2 * * * * *", "--backup-dir", backups, "--backup-keep", "2")
+	type record struct {
+		Trigger, Status, File, Error string
+	}
+	var history struct{ Items []record }
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		_, body := s.do(t, "GET", "/api/v1/backups", admin, nil)
+		if err := json.Unmarshal(body, &history); err != nil {
+			t.Fatalf("%v %s", err, body)
+		}
+		if len(history.Items) >= 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d scheduled backups in 90 s\n%s", len(history.Items), s.log)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	if err := s.cmd.Wait(); err != nil {
+		t.Fatalf("serve: %v\n%s", err, s.log)
+	}
+	for _, h := range history.Items {
+		if h.Trigger != "schedule" || h.Status != "succeeded" || !strings.HasPrefix(h.File, filepath.Join(backups, "collider-backup-")) {
+			t.Fatalf("history: %+v", h)
+		}
+	}
+	files, _ := filepath.Glob(filepath.Join(backups, "*"))
+	if len(files) != 2 {
+		t.Fatalf("backup_dir holds %v, want the newest 2", files)
+	}
+	newest := map[string]bool{}
+	final := historyAfterStop(t, data)
+	for _, f := range final[:2] {
+		newest[f] = true
+	}
+	for _, f := range files {
+		if !newest[f] {
+			t.Fatalf("%s is kept but is not among the newest two backups %v", f, final[:2])
+		}
+		fh, err := os.Open(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = store.VerifyBackup(fh)
+		fh.Close()
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+	}
+}
+
+// historyAfterStop lists the files of the succeeded backups, newest first.
+func historyAfterStop(t *testing.T, data string) []string {
+	t.Helper()
+	s := openForCheck(t, data)
+	defer s.Close()
+	rows, err := s.DB.Query("SELECT file FROM casebook.backups WHERE status = 'succeeded' ORDER BY backup_id DESC")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var f string
+		rows.Scan(&f)
+		out = append(out, f)
+	}
+	return out
+}
+
+// The backup settings come like every other: flag over environment over file.
+func TestConfig_BackupSettings(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "collider.yaml")
+	os.WriteFile(file, []byte("data: /d\nbackup_schedule: \"0 3 * * *\"\nbackup_dir: /from/file\nbackup_keep: 3\n"), 0o644)
+	t.Setenv("COLLIDER_CONFIG", file)
+	cfg, err := loadConfig(nil)
+	if err != nil || cfg.BackupSchedule != "0 3 * * *" || cfg.BackupDir != "/from/file" || cfg.BackupKeep != 3 {
+		t.Fatalf("file: %+v %v", cfg, err)
+	}
+	t.Setenv("COLLIDER_BACKUP_DIR", "/from/env")
+	t.Setenv("COLLIDER_BACKUP_KEEP", "5")
+	fs := newFlagSet()
+	cfg, err = parseWithConfig(fs, []string{"--backup-keep", "9"}, func(c *Config, fs *flag.FlagSet) { c.serviceFlags(fs); c.backupFlags(fs) })
+	if err != nil || cfg.BackupSchedule != "0 3 * * *" || cfg.BackupDir != "/from/env" || cfg.BackupKeep != 9 {
+		t.Fatalf("env and flags: %+v %v", cfg, err)
+	}
+	if cfg.BackupKeep = 0; cfg.validate() == nil {
+		t.Fatal("backup_keep 0 accepted")
+	}
+	cfg = defaultConfig()
+	cfg.Data = "/d"
+	if cfg.BackupSchedule != "off" || cfg.BackupKeep != 7 || cfg.backupDir() != "/d/backups" {
+		t.Fatalf("defaults: %+v %s", cfg, cfg.backupDir())
+	}
 }
