@@ -75,11 +75,20 @@ file, then the files. Prints the file's name on the last line.`)
 		} else {
 			rec.Manifest, _ = json.Marshal(wb.Manifest)
 		}
-		if _, rerr := casebook.New(s.DB).RecordBackup(context.WithoutCancel(ctx), rec); rerr != nil {
+		cb := casebook.New(s.DB)
+		if _, rerr := cb.RecordBackup(context.WithoutCancel(ctx), rec); rerr != nil {
 			fmt.Fprintln(stderr, "collider backup: the backup history:", rerr)
 		}
 		if err != nil {
 			return fail(err)
+		}
+		// Every person's data is in it: audited like any download.
+		var rows int64
+		for _, n := range wb.Manifest.Rows {
+			rows += n
+		}
+		if err := cb.Audit(ctx, cliUser(), "download", "backup", rows, fmt.Sprintf("%s, %d bytes, sha256 %s", wb.Path, wb.Bytes, wb.SHA256)); err != nil {
+			fmt.Fprintln(stderr, "collider backup: the audit log:", err)
 		}
 	}
 	printManifest(stderr, wb.Manifest)

@@ -178,8 +178,8 @@ func TestBackup_TakenMidRunRestoresEqual(t *testing.T) {
 	mustCheck(t, restored)
 }
 
-// collider backup from the files refuses a store the server holds, naming
-// the way through it; collider restore refuses a truncated file and a
+// collider backup from the files is audited and kept in the history, and
+// refuses a store the server holds, naming the way through it; collider restore refuses a truncated file and a
 // directory that holds a store, leaving nothing behind.
 func TestBackup_CommandLineRefusals(t *testing.T) {
 	dir := t.TempDir()
@@ -204,6 +204,14 @@ func TestBackup_CommandLineRefusals(t *testing.T) {
 	}
 	srv.cmd.Process.Signal(syscall.SIGTERM)
 	srv.cmd.Wait()
+	st := openForCheck(t, data)
+	var audited, recorded int
+	st.DB.QueryRow("SELECT count(*) FROM casebook.audit WHERE action = 'download' AND object = 'backup' AND detail LIKE ? || '%'", file).Scan(&audited)
+	st.DB.QueryRow("SELECT count(*) FROM casebook.backups WHERE trigger = 'cli' AND status = 'succeeded' AND file = ?", file).Scan(&recorded)
+	st.Close()
+	if audited != 1 || recorded != 1 {
+		t.Fatalf("the command line's backup is audited %d times and in the history %d times", audited, recorded)
+	}
 
 	b, _ := os.ReadFile(file)
 	cut := filepath.Join(dir, "cut.tar")

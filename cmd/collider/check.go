@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -67,6 +68,9 @@ could not run.`)
 		}
 		// Read-only: a check changes nothing, not even a newer migration.
 		s, err := store.Open(ctx, store.Options{Dir: cfg.Data, MemoryLimit: cfg.MemoryLimit, Threads: cfg.Threads, TempDir: cfg.TempDir, ReadOnly: true})
+		if errors.Is(err, store.ErrInUse) {
+			return fail(fmt.Errorf("%w\nwhile the server holds the store, check it through the server: collider check --server URL --token-file F", err))
+		}
 		if err != nil {
 			return fail(err)
 		}
