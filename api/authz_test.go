@@ -134,6 +134,9 @@ func matrixCases(t *testing.T, e *testEnv) map[string]matrixCase {
 				return fmt.Sprintf("/api/v1/users/%d", u.ID), ""
 			}},
 		"GET /api/v1/audit":        {want: ledger, request: get("/api/v1/audit")},
+		"GET /api/v1/check":        {want: adminOnly, request: get("/api/v1/check")},
+		"GET /api/v1/backups":      {want: adminOnly, request: get("/api/v1/backups")},
+		"POST /api/v1/backups":     {want: adminOnly, request: get("/api/v1/backups")},
 		"GET /api/v1/models":       {want: modelRoom, request: get("/api/v1/models")},
 		"GET /api/v1/models/:name": {want: modelRoom, request: get("/api/v1/models/deceased_claims")},
 		// A draft with a longer grace period drops some live flags: the

@@ -8,6 +8,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"collider/domain"
+	"collider/store"
 )
 
 // errorBody is the one error shape: {"error": {"code": "...", "message": "..."}}.
@@ -25,6 +26,7 @@ var statusOf = map[domain.Code]int{
 	domain.ENOTFOUND:     http.StatusNotFound,
 	domain.ECONFLICT:     http.StatusConflict,
 	domain.EINTERNAL:     http.StatusInternalServerError,
+	domain.EFULL:         http.StatusInsufficientStorage,
 }
 
 // handleError maps every error to a status and the JSON error shape, in one place.
@@ -42,6 +44,11 @@ func (s *Server) handleError(err error, c echo.Context) {
 			msg = m
 		}
 		code = codeOfStatus(status)
+	case store.DiskFull(err, s.Store.Options().TempDir) != nil:
+		// The operation failed whole; the message says where the room ran out.
+		code, status, msg = domain.EFULL, http.StatusInsufficientStorage, store.DiskFull(err, s.Store.Options().TempDir).Error()
+	case errors.Is(err, store.ErrBackupRunning):
+		code, status, msg = domain.ECONFLICT, http.StatusConflict, err.Error()
 	case errors.Is(err, context.Canceled) && c.Request().Context().Err() != nil:
 		// The client went away: nothing to answer, and not a server error.
 		return

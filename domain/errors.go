@@ -15,6 +15,7 @@ const (
 	ENOTFOUND     Code = "not_found"    // 404 (also for another city's objects: no hint they exist)
 	ECONFLICT     Code = "conflict"     // a transition that is not allowed, a run already running: 409
 	EINTERNAL     Code = "internal"     // 500
+	EFULL         Code = "disk_full"    // the disk is full: 507; nothing was written
 )
 
 // Error is an error with a code and a message fit for the user. It keeps

@@ -159,8 +159,10 @@ func (l *Loader) Load(ctx context.Context, d Delivery) LoadResult {
 		return r
 	}
 	if err := l.load(ctx, d, in, &r, start); err != nil {
-		r.Status, r.Err = StatusFailed, err
-		if ctx.Err() == nil {
+		r.Status, r.Err = StatusFailed, l.Store.DiskFull(err)
+		// A full disk is not the delivery's fault: it is not recorded as
+		// failed, so the next run loads it once there is room.
+		if ctx.Err() == nil && !errors.Is(r.Err, store.ErrDiskFull) {
 			l.recordFailure(ctx, &r, start)
 		}
 		log.Warn("delivery failed", "status", StatusFailed, "err", err)

@@ -42,6 +42,10 @@ type Pipeline struct {
 	running *runLog
 	cancel  context.CancelFunc
 	done    chan struct{}
+	// unrecorded are finished runs whose end could not be written (a full
+	// disk); they are written before the next run starts, and read from
+	// here until then.
+	unrecorded []*runLog
 }
 
 // Outcome is what a finished run did.
@@ -83,9 +87,15 @@ func (p *Pipeline) begin(ctx context.Context, trigger, by string) (*runLog, cont
 	if ctx.Err() != nil {
 		return nil, nil, domain.Errorf(domain.ECONFLICT, "collider is shutting down; no new run starts")
 	}
+	for len(p.unrecorded) > 0 {
+		if err := p.unrecorded[0].record(ctx); err != nil {
+			return nil, nil, fmt.Errorf("the end of run %d is not yet recorded: %w", p.unrecorded[0].id, p.Store.DiskFull(err))
+		}
+		p.unrecorded = p.unrecorded[1:]
+	}
 	rl, err := newRunLog(ctx, p.Store.DB, p.log(), p.observer(), trigger, by)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, p.Store.DiskFull(err)
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	p.running, p.cancel, p.done = rl, cancel, make(chan struct{})
@@ -191,6 +201,13 @@ func (p *Pipeline) withProgress(ctx context.Context, r *RunRecord) error {
 	}
 	p.mu.Lock()
 	rl := p.running
+	for _, u := range p.unrecorded {
+		if u.id == r.ID {
+			u.overlay(r)
+			p.mu.Unlock()
+			return nil
+		}
+	}
 	p.mu.Unlock()
 	if rl != nil && rl.id == r.ID {
 		r.Progress = rl.progress()
@@ -216,6 +233,10 @@ func (p *Pipeline) run(ctx context.Context, rl *runLog) Outcome {
 	}
 	progressCtx, stopProgress := context.WithCancel(ctx)
 	defer stopProgress()
+	// The room to spill into, as it is now (a disk freed since is room again).
+	if err := p.Store.RefreshSpillLimit(ctx); err != nil {
+		log.Warn("reading the temp directory's room", "err", err)
+	}
 	go rl.logProgress(progressCtx, every)
 	finish := func(status string, err error) Outcome {
 		if ctx.Err() != nil && status != RunSucceeded && status != RunPartial {
@@ -226,7 +247,15 @@ func (p *Pipeline) run(ctx context.Context, rl *runLog) Outcome {
 		if out.BatchID > 0 {
 			batch = &out.BatchID
 		}
-		rl.finish(ctx, status, batch, err)
+		// A quiet moment to fold the logs into the files, where there is
+		// room; the run shows as running until it is done.
+		p.Store.CheckpointOrLog(context.WithoutCancel(ctx), log)
+		if rerr := rl.finish(ctx, status, batch, err); rerr != nil {
+			log.Error("the run's end is not recorded; it will be before the next run", "err", p.Store.DiskFull(rerr))
+			p.mu.Lock()
+			p.unrecorded = append(p.unrecorded, rl)
+			p.mu.Unlock()
+		}
 		log.Info("run finished", "status", status, "batch", out.BatchID, "err", err)
 		return out
 	}
@@ -258,6 +287,11 @@ func (p *Pipeline) run(ctx context.Context, rl *runLog) Outcome {
 				status = "succeeded"
 			}
 			rl.end(ctx, no, start, status, res.Loaded, res.Err)
+			if errors.Is(res.Err, store.ErrDiskFull) {
+				// Nothing after this would find room either; the delivery
+				// was rolled back and is loaded by the next run.
+				return finish(RunFailed, fmt.Errorf("load %s/%s: %w", d.Feed, d.Name, res.Err))
+			}
 		}
 	}
 	if ctx.Err() != nil {
@@ -281,6 +315,7 @@ func (p *Pipeline) run(ctx context.Context, rl *runLog) Outcome {
 		no, start := rl.begin(ctx, "model", m.Name, 0)
 		res, err := runner.Run(ctx, conn, m, models.RunOptions{Exclude: "casebook.issued", Prefix: fmt.Sprintf("run%d", rl.id)})
 		if err != nil {
+			err = p.Store.DiskFull(err)
 			rl.end(ctx, no, start, "failed", 0, err)
 			return finish(RunFailed, fmt.Errorf("model %s: %w", m.Name, err))
 		}
@@ -306,6 +341,7 @@ func (p *Pipeline) run(ctx context.Context, rl *runLog) Outcome {
 	}
 	batch, err := p.Casebook.Publish(ctx, conn, casebook.PublishInput{RunID: rl.id, Models: out.Models, Deliveries: deliveries})
 	if err != nil {
+		err = p.Store.DiskFull(err)
 		rl.end(ctx, no, start, "failed", 0, err)
 		return finish(RunFailed, err)
 	}

@@ -71,6 +71,7 @@ type runLog struct {
 	step    int
 	names   []string // of the steps so far, by number - 1
 	prog    Progress
+	ended   *runEnd // set when the run has finished
 }
 
 func newRunLog(ctx context.Context, db *sql.DB, log *slog.Logger, obs Observer, trigger, by string) (*runLog, error) {
@@ -159,14 +160,58 @@ func (l *runLog) progress() *Progress {
 	return &p
 }
 
-func (l *runLog) finish(ctx context.Context, status string, batch *int64, err error) {
-	var msg any
+// finish records how the run ended, and returns an error when that could
+// not be written (the pipeline keeps it and writes it later).
+func (l *runLog) finish(ctx context.Context, status string, batch *int64, err error) error {
+	l.mu.Lock()
+	l.ended = &runEnd{status: status, batch: batch, at: time.Now()}
 	if err != nil {
-		msg = err.Error()
+		l.ended.err = err.Error()
 	}
-	l.db.ExecContext(context.WithoutCancel(ctx), `UPDATE casebook.runs SET status = ?, finished_at = ?, batch_id = ?, error = ? WHERE run_id = ?`,
-		status, domain.DBTime(time.Now()), batch, msg, l.id)
+	l.mu.Unlock()
 	l.obs.RunFinished(l.trigger, status)
+	return l.record(ctx)
+}
+
+// runEnd is how a run ended.
+type runEnd struct {
+	status string
+	batch  *int64
+	err    string
+	at     time.Time
+}
+
+// record writes the run's end, and closes any step whose own end could
+// not be written.
+func (l *runLog) record(ctx context.Context) error {
+	l.mu.Lock()
+	e := *l.ended
+	l.mu.Unlock()
+	var msg any
+	if e.err != "" {
+		msg = e.err
+	}
+	ctx = context.WithoutCancel(ctx)
+	if _, err := l.db.ExecContext(ctx, `UPDATE casebook.run_steps SET status = 'failed', finished_at = ?,
+		error = coalesce(error, 'its end was not recorded: ' || ?) WHERE run_id = ? AND status = 'running'`,
+		domain.DBTime(e.at), e.err, l.id); err != nil {
+		return err
+	}
+	_, err := l.db.ExecContext(ctx, `UPDATE casebook.runs SET status = ?, finished_at = ?, batch_id = ?, error = ? WHERE run_id = ?`,
+		e.status, domain.DBTime(e.at), e.batch, msg, l.id)
+	return err
+}
+
+// overlay shows a finished run whose end is not yet written as it ended.
+func (l *runLog) overlay(r *RunRecord) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ended == nil {
+		return
+	}
+	e := l.ended
+	at := e.at.In(domain.ChinaTime)
+	r.Status, r.FinishedAt, r.BatchID, r.Error = e.status, &at, e.batch, e.err
 }
 
 // MarkInterrupted closes the records of runs a killed process left running.

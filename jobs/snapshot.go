@@ -117,10 +117,16 @@ func (s *Snapshot) Refresh(ctx context.Context) (Refreshed, error) {
 	if _, err := conn.ExecContext(ctx, fmt.Sprintf("ATTACH '%s' AS %s", strings.ReplaceAll(s.Path(), "'", "''"), snapshotAlias)); err != nil {
 		return Refreshed{}, fmt.Errorf("sandbox snapshot %s: %w", s.Path(), err)
 	}
-	// Detaching checkpoints the copy, so that readers find no WAL.
 	defer conn.ExecContext(context.WithoutCancel(ctx), "DETACH "+snapshotAlias)
 
 	r, err := s.refresh(ctx, conn, key)
+	if err == nil && (r.Full || r.Deliveries > 0) {
+		// The copy folded into its file, so that readers find no WAL to
+		// replay (the store leaves checkpoints to itself, store/checkpoint.go).
+		if _, cerr := conn.ExecContext(ctx, "CHECKPOINT "+snapshotAlias); cerr != nil {
+			err = cerr
+		}
+	}
 	r.Seconds = time.Since(start).Seconds()
 	if err != nil {
 		return r, fmt.Errorf("sandbox snapshot: %w", err)

@@ -26,6 +26,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"database/sql/driver"
@@ -68,6 +69,9 @@ type Options struct {
 type Store struct {
 	DB   *sql.DB
 	opts Options
+
+	checkpointMu sync.Mutex
+	backupMu     sync.Mutex
 }
 
 // ErrNewerStore is returned when the store was written by a newer collider.
@@ -88,6 +92,13 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err := os.MkdirAll(opts.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
+	// A store written by a newer collider is refused before anything here
+	// opens it for writing: not a file changed, not a log created.
+	if sc, err := Inspect(ctx, opts.Dir); err != nil {
+		return nil, err
+	} else if db := sc.NewerThan(Known()); db != "" {
+		return nil, NewerError("store "+opts.Dir, sc, db)
+	}
 	if opts.TempDir == "" {
 		opts.TempDir = filepath.Join(opts.Dir, "tmp")
 	}
@@ -98,7 +109,6 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		opts.Threads = runtime.NumCPU()
 	}
 	feedsPath := filepath.Join(opts.Dir, Feeds+".duckdb")
-	casebookPath := filepath.Join(opts.Dir, Casebook+".duckdb")
 	files, err := allowedDirs(opts.Files)
 	if err != nil {
 		return nil, err
@@ -110,34 +120,20 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		fmt.Sprintf("SET GLOBAL temp_directory = '%s'", sqlString(opts.TempDir)),
 		"SET GLOBAL preserve_insertion_order = false",
 		"SET GLOBAL TimeZone = 'Asia/Shanghai'",
+		// Checkpoints are the store's (see checkpoint.go): DuckDB's own, at
+		// a commit or at shutdown, would invalidate a database when the
+		// disk is full.
+		"SET GLOBAL checkpoint_threshold = '1TB'",
+		"PRAGMA disable_checkpoint_on_shutdown",
 	}
 	if opts.MaxTempSize != "" {
 		settings = append(settings, fmt.Sprintf("SET GLOBAL max_temp_directory_size = '%s'", sqlString(opts.MaxTempSize)))
 	}
 	var attach []string
 	if !opts.FeedsOnly {
-		a := fmt.Sprintf("ATTACH IF NOT EXISTS '%s' AS %s", sqlString(casebookPath), Casebook)
-		if opts.ReadOnly {
-			a += " (READ_ONLY)"
-		}
-		attach = append(attach, a)
+		attach = append(attach, attachStatement(opts))
 	}
-	// The directories files may be read from, then external access off:
-	// DuckDB refuses to change either once it is off (nor can SQL turn it
-	// back on), and the attachment above is made before.
-	var lockdown []string
-	if len(opts.Files) > 0 {
-		quoted := make([]string, len(opts.Files))
-		for i, d := range opts.Files {
-			quoted[i] = "'" + sqlString(d) + "'"
-		}
-		lockdown = append(lockdown, "SET GLOBAL allowed_directories = ["+strings.Join(quoted, ", ")+"]")
-	}
-	lockdown = append(lockdown, "SET GLOBAL enable_external_access = false",
-		"SET GLOBAL autoinstall_known_extensions = false", "SET GLOBAL autoload_known_extensions = false")
-	if opts.Lock {
-		lockdown = append(lockdown, "SET GLOBAL lock_configuration = true")
-	}
+	attach = append(attach, lockdown(opts)...)
 	dsn := feedsPath
 	if opts.ReadOnly {
 		dsn += "?access_mode=read_only"
@@ -150,7 +146,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 			return nil
 		}
 		first = false
-		for _, q := range append(append(settings, attach...), lockdown...) {
+		for _, q := range append(settings, attach...) {
 			if _, err := execer.ExecContext(ctx, q, nil); err != nil {
 				return fmt.Errorf("%s: %w", q, err)
 			}
@@ -206,8 +202,60 @@ func openError(dir, what string, err error) error {
 // Options returns the settings the store was opened with, defaults filled in.
 func (s *Store) Options() Options { return s.opts }
 
-// Close closes the pool and with it the database (sql.DB closes the connector).
-func (s *Store) Close() error { return s.DB.Close() }
+// Close checkpoints where the disk has room (see checkpoint.go) and closes
+// the pool and with it the database (sql.DB closes the connector).
+func (s *Store) Close() error {
+	s.CheckpointOrLog(context.Background(), nil)
+	return s.DB.Close()
+}
+
+// attachStatement attaches the casebook file.
+func attachStatement(opts Options) string {
+	attach := fmt.Sprintf("ATTACH IF NOT EXISTS '%s' AS %s", sqlString(filepath.Join(opts.Dir, Casebook+".duckdb")), Casebook)
+	if opts.ReadOnly {
+		attach += " (READ_ONLY)"
+	}
+	return attach
+}
+
+func (s *Store) attachCasebook() string { return attachStatement(s.opts) }
+
+// lockdown lists the directories files may be read from, then turns
+// external access off: DuckDB refuses to change either once it is off (nor
+// can SQL turn it back on); the casebook is attached before. The casebook's
+// own file stays allowed, so that the store can attach it again after a
+// full disk (see checkpoint.go); the temp directory holds backups' copies.
+func lockdown(opts Options) []string {
+	var out []string
+	dirs := append([]string{}, opts.Files...)
+	if !opts.FeedsOnly && !opts.ReadOnly {
+		dirs = append(dirs, filepath.Join(opts.TempDir, "backup"))
+	}
+	if len(dirs) > 0 {
+		out = append(out, "SET GLOBAL allowed_directories = "+sqlList(dirs))
+	}
+	if !opts.FeedsOnly {
+		cb := filepath.Join(opts.Dir, Casebook+".duckdb")
+		if abs, err := filepath.Abs(cb); err == nil {
+			cb = abs
+		}
+		out = append(out, "SET GLOBAL allowed_paths = "+sqlList([]string{cb, cb + ".wal"}))
+	}
+	out = append(out, "SET GLOBAL enable_external_access = false",
+		"SET GLOBAL autoinstall_known_extensions = false", "SET GLOBAL autoload_known_extensions = false")
+	if opts.Lock {
+		out = append(out, "SET GLOBAL lock_configuration = true")
+	}
+	return out
+}
+
+func sqlList(items []string) string {
+	quoted := make([]string, len(items))
+	for i, d := range items {
+		quoted[i] = "'" + sqlString(d) + "'"
+	}
+	return "[" + strings.Join(quoted, ", ") + "]"
+}
 
 // DefaultMemoryLimit is 60% of physical memory, leaving the rest to the Go
 // process, the page cache and the operating system.
@@ -336,7 +384,7 @@ func (s *Store) migrate(ctx context.Context, feedsOnly bool) error {
 			applied[db][v] = true
 			if v > known[db] {
 				rows.Close()
-				return fmt.Errorf("store %s: %w: its %s database has migration %s (schema %d) and this binary knows up to schema %d; run a newer collider",
+				return fmt.Errorf("store %s: %w: its %s database has migration %s (schema %d) and this collider knows only up to schema %d; use a newer collider",
 					s.opts.Dir, ErrNewerStore, db, name, v, known[db])
 			}
 		}

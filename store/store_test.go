@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"errors"
 	"testing"
 )
 
@@ -38,24 +37,6 @@ func TestOpen_MigratesOnceAndSeedsRegions(t *testing.T) {
 		}
 		s.Close()
 	}
-}
-
-func TestOpen_RefusesNewerStore(t *testing.T) {
-	dir := t.TempDir()
-	ctx := context.Background()
-	s, err := Open(ctx, Options{Dir: dir, MemoryLimit: "1GB"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.DB.ExecContext(ctx, "INSERT INTO casebook.schema_migrations VALUES (9999, '9999_future.sql', now(), 'v9')"); err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	_, err = Open(ctx, Options{Dir: dir, MemoryLimit: "1GB"})
-	if !errors.Is(err, ErrNewerStore) {
-		t.Fatalf("got %v, want ErrNewerStore", err)
-	}
-	t.Log(err)
 }
 
 func TestRegionLookup_FallsBack(t *testing.T) {

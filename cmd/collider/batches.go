@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 
 	"collider/casebook"
+	"collider/store"
 )
 
 // cliUser is who the command line acts as: the province, on the operator's
@@ -111,6 +112,10 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		}
 	}
 	if err != nil {
+		if df := store.DiskFull(err, filepath.Dir(*out)); df != nil && tmp != nil {
+			df.Path = *out // not the temporary name it was written under
+			err = df
+		}
 		fmt.Fprintln(stderr, "collider export:", err)
 		return 1
 	}

@@ -34,11 +34,17 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			return benchAPI(ctx, args[1:], stdout, stderr)
 		case "models":
 			return benchModels(ctx, args[1:], stdout, stderr)
+		case "soak":
+			return benchSoak(ctx, args[1:], stdout, stderr)
+		case "backup":
+			return benchBackup(ctx, args[1:], stdout, stderr)
 		}
 	}
 	fmt.Fprintln(stderr, `usage: collider bench load [flags]   the validated load next to a plain CREATE TABLE AS over the same files
        collider bench api [flags]    lead-inbox latency under 100 clients, idle and while a run is busy
-       collider bench models --data DIR [--inbox DIR]   every model through collider and as the same SQL by hand`)
+       collider bench models --data DIR [--inbox DIR]   every model through collider and as the same SQL by hand
+       collider bench soak [--minutes 30]   the server under 100 clients while runs follow each other; figures per minute
+       collider bench backup --data DIR     how long a backup of the store takes, how big it is, and its restore`)
 	return 2
 }
 

@@ -103,30 +103,10 @@ func (c *apiClient) do(ctx context.Context, method, path string, body any, out a
 	return nil
 }
 
-// newAPIClient is a client of the configured server with the configured
-// token (--token-file, COLLIDER_TOKEN or the token_file setting).
-func newAPIClient(cfg Config) (*apiClient, error) {
-	token := strings.TrimSpace(os.Getenv("COLLIDER_TOKEN"))
-	if cfg.TokenFile != "" {
-		b, err := os.ReadFile(cfg.TokenFile)
-		if err != nil {
-			return nil, err
-		}
-		if token = strings.TrimSpace(string(b)); token == "" {
-			return nil, fmt.Errorf("the token file %s is empty", cfg.TokenFile)
-		}
-	}
-	if token == "" {
-		return nil, fmt.Errorf("no token: give --token-file F (or COLLIDER_TOKEN)")
-	}
-	return &apiClient{base: strings.TrimRight(cfg.Server, "/"), token: token, http: &http.Client{Timeout: 10 * time.Minute}}, nil
-}
-
 // clientFlags registers the settings a client of the server takes.
 func (c *Config) clientFlags(fs *flag.FlagSet) {
 	fs.String("config", "", "YAML configuration file (env COLLIDER_CONFIG)")
-	fs.StringVar(&c.Server, "server", c.Server, "the collider server (env COLLIDER_SERVER)")
-	fs.StringVar(&c.TokenFile, "token-file", c.TokenFile, "file holding the bearer token (env COLLIDER_TOKEN_FILE)")
+	c.remoteFlags(fs)
 }
 
 func cmdClient(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -141,7 +121,7 @@ func cmdClient(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fs.Usage()
 		return 2
 	}
-	c, err := newAPIClient(cfg)
+	c, err := newAPIClient(cfg, 10*time.Minute)
 	if err != nil {
 		fmt.Fprintln(stderr, "collider client:", err)
 		return 2

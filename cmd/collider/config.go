@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -32,6 +33,12 @@ type Config struct {
 	TokenFile     string        `yaml:"token_file"`     // COLLIDER_TOKEN_FILE, --token-file (the client's token)
 	Server        string        `yaml:"server"`         // COLLIDER_SERVER, --server (the client's server URL)
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"` // COLLIDER_SHUTDOWN_GRACE, --shutdown-grace
+	MaxTempSize   string        `yaml:"max_temp_size"`  // COLLIDER_MAX_TEMP_SIZE, --max-temp-size (DuckDB max_temp_directory_size)
+
+	BackupSchedule string `yaml:"backup_schedule"` // COLLIDER_BACKUP_SCHEDULE, --backup-schedule (cron, Asia/Shanghai; "off")
+	BackupDir      string `yaml:"backup_dir"`      // COLLIDER_BACKUP_DIR, --backup-dir (default DATA/backups)
+	BackupKeep     int    `yaml:"backup_keep"`     // COLLIDER_BACKUP_KEEP, --backup-keep: scheduled backups kept
+
 	// The drafts' sandbox.
 	PseudonymKey     string        `yaml:"pseudonym_key"`      // COLLIDER_PSEUDONYM_KEY, --pseudonym-key (default DATA/pseudonym.key)
 	DraftTimeout     time.Duration `yaml:"draft_timeout"`      // COLLIDER_DRAFT_TIMEOUT, --draft-timeout
@@ -42,7 +49,7 @@ type Config struct {
 func defaultConfig() Config {
 	lim := jobs.SandboxLimits{}.WithDefaults()
 	return Config{Schedule: jobs.DefaultSchedule, Addr: ":8080", DueDaysHigh: 30, DueDaysOther: 60,
-		ShutdownGrace: 30 * time.Second, Server: "http://127.0.0.1:8080",
+		ShutdownGrace: 30 * time.Second, Server: "http://127.0.0.1:8080", BackupSchedule: "off", BackupKeep: 7,
 		DraftTimeout: lim.Timeout, DraftMemoryLimit: lim.MemoryLimit, DraftThreads: lim.Threads}
 }
 
@@ -97,10 +104,13 @@ func loadConfig(args []string) (Config, error) {
 	str("COLLIDER_TEMP_DIR", &cfg.TempDir)
 	str("COLLIDER_TOKEN_FILE", &cfg.TokenFile)
 	str("COLLIDER_SERVER", &cfg.Server)
+	str("COLLIDER_MAX_TEMP_SIZE", &cfg.MaxTempSize)
+	str("COLLIDER_BACKUP_SCHEDULE", &cfg.BackupSchedule)
+	str("COLLIDER_BACKUP_DIR", &cfg.BackupDir)
 	str("COLLIDER_PSEUDONYM_KEY", &cfg.PseudonymKey)
 	str("COLLIDER_DRAFT_MEMORY_LIMIT", &cfg.DraftMemoryLimit)
 	for name, p := range map[string]*int{"COLLIDER_THREADS": &cfg.Threads, "COLLIDER_DUE_DAYS_HIGH": &cfg.DueDaysHigh,
-		"COLLIDER_DUE_DAYS_OTHER": &cfg.DueDaysOther, "COLLIDER_DRAFT_THREADS": &cfg.DraftThreads} {
+		"COLLIDER_DUE_DAYS_OTHER": &cfg.DueDaysOther, "COLLIDER_BACKUP_KEEP": &cfg.BackupKeep, "COLLIDER_DRAFT_THREADS": &cfg.DraftThreads} {
 		if err := num(name, p); err != nil {
 			return cfg, err
 		}
@@ -124,6 +134,22 @@ func (c *Config) storeFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.MemoryLimit, "memory-limit", c.MemoryLimit, "DuckDB memory limit, e.g. 8GB (default 60% of RAM; env COLLIDER_MEMORY_LIMIT)")
 	fs.IntVar(&c.Threads, "threads", c.Threads, "DuckDB threads (default: CPUs; env COLLIDER_THREADS)")
 	fs.StringVar(&c.TempDir, "temp-dir", c.TempDir, "where DuckDB spills when a query outgrows the memory limit (default DATA/tmp; env COLLIDER_TEMP_DIR)")
+	fs.StringVar(&c.MaxTempSize, "max-temp-size", c.MaxTempSize, "the most DuckDB spills to the temp directory, e.g. 50GB (default: 90% of its free disk; env COLLIDER_MAX_TEMP_SIZE)")
+}
+
+// backupFlags registers the backup schedule's settings.
+func (c *Config) backupFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.BackupSchedule, "backup-schedule", c.BackupSchedule, "cron schedule of backups in Asia/Shanghai, or off (env COLLIDER_BACKUP_SCHEDULE)")
+	fs.StringVar(&c.BackupDir, "backup-dir", c.BackupDir, "where scheduled backups go (default DATA/backups; env COLLIDER_BACKUP_DIR)")
+	fs.IntVar(&c.BackupKeep, "backup-keep", c.BackupKeep, "how many scheduled backups are kept, newest first (env COLLIDER_BACKUP_KEEP)")
+}
+
+// backupDir is where scheduled backups go.
+func (c *Config) backupDir() string {
+	if c.BackupDir != "" {
+		return c.BackupDir
+	}
+	return filepath.Join(c.Data, "backups")
 }
 
 // draftFlags registers the settings of the drafts' sandbox.
@@ -150,6 +176,9 @@ func (c *Config) validate() error {
 	}
 	if c.DueDaysHigh <= 0 || c.DueDaysOther <= 0 {
 		return fmt.Errorf("due days must be positive")
+	}
+	if c.BackupKeep < 1 {
+		return fmt.Errorf("backup_keep must be 1 or more, not %d", c.BackupKeep)
 	}
 	if c.DraftTimeout <= 0 || c.DraftThreads <= 0 {
 		return fmt.Errorf("draft_timeout and draft_threads must be positive")

@@ -22,6 +22,7 @@ import (
 	_ "github.com/duckdb/duckdb-go/v2"
 
 	"collider/casebook"
+	"collider/jobs"
 	"collider/store"
 )
 
@@ -85,6 +86,7 @@ func TestCrash_KilledAtRandomMomentsLeavesNoHalfState(t *testing.T) {
 		t.Fatalf("final run: %d %s", r.code, r.stderr)
 	}
 	checkAfterKill(t, data, kept)
+	mustCheck(t, data)
 	got := issuedPairs(t, data)
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("issued pairs after crashes differ from an uninterrupted run: %d vs %d", len(got), len(want))
@@ -308,6 +310,10 @@ func checkAfterKill(t *testing.T, data string, kept []int64) int64 {
 		WHERE position(i.settlement_id IN c.settlement_ids) = 0`)
 	zero("clues whose settlements are not all issued", `SELECT count(*) FROM casebook.clues c
 		WHERE c.settlement_count <> (SELECT count(*) FROM casebook.issued i WHERE i.clue_id = c.clue_id)`)
+	// The store's invariants, as collider check states them.
+	if r, err := jobs.Check(context.Background(), db); err != nil || !r.OK {
+		t.Fatalf("collider check after a kill: %v %+v", err, r.Broken())
+	}
 	// No lost lead event.
 	for _, id := range kept {
 		if id == 0 {
@@ -486,6 +492,7 @@ func TestCrash_ServeKilledKeepsEveryAcknowledgedAction(t *testing.T) {
 		t.Fatalf("final run: %d %s", r.code, r.stderr)
 	}
 	checkAfterKill(t, data, nil)
+	mustCheck(t, data)
 }
 
 // call makes one API request and decodes a 2xx answer into out; false when

@@ -31,10 +31,13 @@ type command struct {
 
 func commands() map[string]command {
 	return map[string]command{
+		"backup":  {"write a consistent copy of the store into one file (through the server while it runs)", cmdBackup},
 		"batches": {"list the published batches, oldest first", cmdBatches},
+		"check":   {"verify the store's invariants; exit 1 with what is wrong", cmdCheck},
 		"bench":   {"measure collider against plain DuckDB on the same files", cmdBench},
 		"export":  {"write a batch's clues as csv, xlsx or parquet", cmdExport},
 		"health":  {"check the local server's /healthz (the image's health check)", cmdHealth},
+		"restore": {"restore a backup into a new or empty data directory", cmdRestore},
 		"run":     {"load what is ready, run the models, publish a batch (prints its id)", cmdRun},
 		"serve":   {"serve the API and run the pipeline on its schedule", cmdServe},
 		"users":   {"add, list and revoke users and their tokens", cmdUsers},
@@ -114,7 +117,8 @@ func openStore(ctx context.Context, cfg Config, files ...string) (*store.Store, 
 	if cfg.Inbox != "" {
 		files = append(files, cfg.Inbox)
 	}
-	return store.Open(ctx, store.Options{Dir: cfg.Data, MemoryLimit: cfg.MemoryLimit, Threads: cfg.Threads, TempDir: cfg.TempDir, Files: files})
+	return store.Open(ctx, store.Options{Dir: cfg.Data, MemoryLimit: cfg.MemoryLimit, Threads: cfg.Threads, TempDir: cfg.TempDir,
+		MaxTempSize: cfg.MaxTempSize, Files: files})
 }
 
 // snapshotDir holds the drafts' pseudonymized snapshot.

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"time"
 
@@ -27,6 +28,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fs.StringVar(&c.Addr, "addr", c.Addr, "listen address (env COLLIDER_ADDR)")
 		fs.StringVar(&c.Schedule, "schedule", c.Schedule, "cron schedule in Asia/Shanghai, 5 fields or 6 with seconds; off to disable (env COLLIDER_SCHEDULE)")
 		fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", c.ShutdownGrace, "how long a shutdown waits for the running step and requests (env COLLIDER_SHUTDOWN_GRACE)")
+		c.backupFlags(fs)
 	})
 	if err != nil {
 		fmt.Fprintln(stderr, "collider serve:", err)
@@ -109,6 +111,19 @@ func serve(ctx context.Context, s *store.Store, cfg Config, ln net.Listener, log
 			log.Error("models directory", "dir", cfg.Models, "err", err)
 		}
 	}()
+	if spec := strings.TrimSpace(cfg.BackupSchedule); spec != "" && spec != "off" {
+		b := &jobs.Backups{Store: s, Casebook: cb, Dir: cfg.backupDir(), Keep: cfg.BackupKeep, Log: log}
+		if err := os.MkdirAll(b.Dir, 0o750); err != nil {
+			return fmt.Errorf("backup_dir: %w", err)
+		}
+		bs, err := jobs.NewBackupSchedule(runCtx, spec, b)
+		if err != nil {
+			return err
+		}
+		bs.Start()
+		defer bs.Stop()
+		log.Info("backup schedule", "spec", spec, "zone", jobs.ScheduleZone, "dir", b.Dir, "keep", b.Keep, "next", bs.Next().Format(time.RFC3339))
+	}
 	srv := api.New(api.Config{Store: s, Casebook: cb, Runs: &serverRuns{p: p, ctx: runCtx}, Log: log,
 		Models: api.Models{Catalog: cat, Previewer: wb.Previewer, Workbench: wb}})
 	srv.Registry().MustRegister(series, metrics.NewState(cb, log))

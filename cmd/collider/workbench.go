@@ -58,7 +58,7 @@ func workbenchCommand(ctx context.Context, name string, args []string, stdout, s
 	if err != nil {
 		return 2, true
 	}
-	c, err := newAPIClient(cfg)
+	c, err := newAPIClient(cfg, 30*time.Minute)
 	if err != nil {
 		fmt.Fprintln(stderr, "collider models "+name+":", err)
 		return 2, true

@@ -1,0 +1,698 @@
+// collider bench soak: the real server, as a child process, under 100
+// clients on loopback for a long while, with runs started back to back on a
+// generated province (a new settlements delivery for each, while they
+// last) and city bureaus acting on their leads. Each interval (a minute by
+// default) prints the latencies, errors, the server's RSS and open file
+// descriptors and the runs finished; at the end every acknowledged action
+// is looked for in the store and the store is checked.
+package main
+
+import (
+	"bufio"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/duckdb/duckdb-go/v2"
+
+	"collider/casebook"
+	"collider/jobs"
+	"collider/synth"
+)
+
+// soakOptions are the soak's settings.
+type soakOptions struct {
+	dir         string
+	duration    time.Duration
+	interval    time.Duration
+	settlements int64
+	parts       int
+	clients     int
+	memoryLimit string
+	threads     int
+}
+
+func benchSoak(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("bench soak", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o soakOptions
+	minutes := fs.Float64("minutes", 30, "how long the soak lasts, in minutes (fractions allowed)")
+	fs.StringVar(&o.dir, "dir", filepath.Join(os.TempDir(), "collider-soak"), "working directory (the generated province is kept and reused)")
+	fs.DurationVar(&o.interval, "interval", time.Minute, "how often a line of figures is printed")
+	fs.Int64Var(&o.settlements, "settlements", 1_000_000, "settlements of the generated province")
+	fs.IntVar(&o.parts, "parts", 30, "settlements deliveries, one released before each run while they last")
+	fs.IntVar(&o.clients, "clients", 100, "concurrent clients: city bureaus reading their leads and acting on them")
+	fs.StringVar(&o.memoryLimit, "memory-limit", "4GB", "the server's DuckDB memory limit")
+	fs.IntVar(&o.threads, "threads", 0, "the server's DuckDB threads (default: CPUs)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	o.duration = time.Duration(*minutes * float64(time.Minute))
+	if o.duration <= 0 || o.interval <= 0 || o.parts < 1 || o.clients < 1 {
+		fmt.Fprintln(stderr, "collider bench soak: --minutes, --interval, --parts and --clients must be positive")
+		return 2
+	}
+	res, err := soak(ctx, o, stdout, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "collider bench soak:", err)
+		return 1
+	}
+	if !res.ok() {
+		return 1
+	}
+	return 0
+}
+
+// soakInterval is one line of the soak's figures.
+type soakInterval struct {
+	end       time.Duration
+	requests  int64
+	errors    int64
+	latencies []time.Duration
+	rssKB     int64
+	fds       int
+	runs      int
+	actions   int64
+}
+
+func (s *soakInterval) quantile(q float64) time.Duration {
+	if len(s.latencies) == 0 {
+		return 0
+	}
+	return s.latencies[min(len(s.latencies)-1, int(q*float64(len(s.latencies))))]
+}
+
+// soakResult is what the soak found.
+type soakResult struct {
+	intervals []*soakInterval
+	errors    int64
+	errorSeen []string
+	runs      int
+	acked     int
+	missing   int
+	check     jobs.CheckReport
+}
+
+func (r soakResult) ok() bool {
+	return r.errors == 0 && r.missing == 0 && r.check.OK && r.runs > 0 && r.acked > 0
+}
+
+// ack is an action the server acknowledged.
+type ack struct {
+	lead   int64
+	action string
+}
+
+func soak(ctx context.Context, o soakOptions, stdout, stderr io.Writer) (soakResult, error) {
+	var res soakResult
+	generated := filepath.Join(o.dir, fmt.Sprintf("province-%d", o.settlements))
+	if _, err := os.Stat(filepath.Join(generated, synth.TruthFile)); err != nil {
+		fmt.Fprintf(stderr, "generating a province of %d settlements into %s\n", o.settlements, generated)
+		os.RemoveAll(generated)
+		if _, err := generate(ctx, synth.Options{Out: generated, Seed: 1, Settlements: o.settlements}, stderr); err != nil {
+			return res, err
+		}
+	}
+	inbox, pending, data := filepath.Join(o.dir, "inbox"), filepath.Join(o.dir, "pending"), filepath.Join(o.dir, "data")
+	for _, d := range []string{inbox, pending, data} {
+		os.RemoveAll(d)
+	}
+	if err := layOutSoakInbox(ctx, generated, inbox, pending, o.parts); err != nil {
+		return res, err
+	}
+	release := func() bool { // the next settlements delivery arrives
+		entries, _ := os.ReadDir(pending)
+		if len(entries) == 0 {
+			return false
+		}
+		os.MkdirAll(filepath.Join(inbox, "settlements"), 0o755)
+		return os.Rename(filepath.Join(pending, entries[0].Name()), filepath.Join(inbox, "settlements", entries[0].Name())) == nil
+	}
+	release()
+
+	// Users: the province starts runs; a bureau for every city of the
+	// province's institutions acts on its leads.
+	cfg := defaultConfig()
+	cfg.Data, cfg.MemoryLimit, cfg.Threads = data, o.memoryLimit, o.threads
+	s, err := openStore(ctx, cfg)
+	if err != nil {
+		return res, err
+	}
+	cb := casebook.New(s.DB)
+	_, province, err := cb.AddUser(ctx, "soak province", casebook.RoleProvince, "")
+	if err != nil {
+		s.Close()
+		return res, err
+	}
+	cities, err := soakCities(ctx, generated)
+	if err != nil {
+		s.Close()
+		return res, err
+	}
+	bureaus := map[string]string{}
+	for _, city := range cities {
+		if _, bureaus[city], err = cb.AddUser(ctx, "soak "+city, casebook.RoleCity, city); err != nil {
+			s.Close()
+			return res, err
+		}
+	}
+	s.Close()
+
+	// The server, as a child process, so that its RSS and descriptors are its own.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return res, err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	self, err := os.Executable()
+	if err != nil {
+		return res, err
+	}
+	logFile, err := os.Create(filepath.Join(o.dir, "serve.log"))
+	if err != nil {
+		return res, err
+	}
+	defer logFile.Close()
+	srvArgs := []string{"serve", "--data", data, "--inbox", inbox, "--addr", addr, "--schedule", "off", "--memory-limit", o.memoryLimit}
+	if o.threads > 0 {
+		srvArgs = append(srvArgs, "--threads", strconv.Itoa(o.threads))
+	}
+	srv := exec.Command(self, srvArgs...)
+	srv.Stdout, srv.Stderr = logFile, logFile
+	if err := srv.Start(); err != nil {
+		return res, err
+	}
+	srvDone := make(chan error, 1)
+	go func() { srvDone <- srv.Wait() }()
+	defer func() {
+		if srv.ProcessState == nil {
+			srv.Process.Kill()
+			<-srvDone
+		}
+	}()
+	base := "http://" + addr
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: o.clients + 4}, Timeout: time.Minute}
+	if err := waitForServer(ctx, client, base, srvDone); err != nil {
+		return res, err
+	}
+	fmt.Fprintf(stderr, "soak: %d clients on %s for %s, a line every %s; server pid %d, log %s\n",
+		o.clients, base, o.duration, o.interval, srv.Process.Pid, logFile.Name())
+
+	start := time.Now()
+	soakCtx, stop := context.WithTimeout(ctx, o.duration)
+	defer stop()
+	var (
+		mu      sync.Mutex
+		current = &soakInterval{}
+		acked   []ack
+		runs    atomic.Int64
+	)
+	record := func(d time.Duration, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		current.requests++
+		if err != nil {
+			current.errors++
+			res.errors++
+			if len(res.errorSeen) < 10 {
+				res.errorSeen = append(res.errorSeen, err.Error())
+			}
+			return
+		}
+		current.latencies = append(current.latencies, d)
+	}
+
+	// Runs back to back, each with the next delivery while they last.
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for soakCtx.Err() == nil {
+			release()
+			status, err := soakRun(ctx, client, base, province)
+			if err == nil && status != jobs.RunSucceeded && status != jobs.RunPartial {
+				err = fmt.Errorf("a run ended %s", status)
+			}
+			if err != nil {
+				record(0, fmt.Errorf("run: %w", err))
+				time.Sleep(time.Second)
+				continue
+			}
+			runs.Add(1)
+			mu.Lock()
+			current.runs++
+			mu.Unlock()
+		}
+	}()
+
+	// The clients: each a city bureau's clerk, owning a share of its
+	// city's leads (no two clients act on one lead), reading the inbox and
+	// a lead and, now and then, moving one of its leads on.
+	byCity := map[string][]int{}
+	for i := 0; i < o.clients; i++ {
+		city := cities[i%len(cities)]
+		byCity[city] = append(byCity[city], i)
+	}
+	for i := 0; i < o.clients; i++ {
+		city := cities[i%len(cities)]
+		share, of := slicesIndex(byCity[city], i), len(byCity[city])
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := &soakClient{http: client, base: base, token: bureaus[city], record: record, rng: rand.New(rand.NewPCG(uint64(i), 7))}
+			for soakCtx.Err() == nil {
+				if a, ok := c.step(soakCtx, share, of); ok {
+					mu.Lock()
+					acked = append(acked, a)
+					current.actions++
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+
+	// A line of figures every interval.
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "minute\trequests\treq/s\terrors\tp50 ms\tp99 ms\tactions\truns\tRSS MB\tfds\t")
+	tw.Flush()
+	tick := time.NewTicker(o.interval)
+	defer tick.Stop()
+	closeInterval := func() {
+		mu.Lock()
+		iv := current
+		current = &soakInterval{}
+		mu.Unlock()
+		iv.end = time.Since(start)
+		iv.rssKB, iv.fds = procRSS(srv.Process.Pid), procFDs(srv.Process.Pid)
+		sort.Slice(iv.latencies, func(a, b int) bool { return iv.latencies[a] < iv.latencies[b] })
+		res.intervals = append(res.intervals, iv)
+		seconds := o.interval.Seconds()
+		if len(res.intervals) > 1 {
+			seconds = (iv.end - res.intervals[len(res.intervals)-2].end).Seconds()
+		} else {
+			seconds = iv.end.Seconds()
+		}
+		fmt.Fprintf(tw, "%.2f\t%d\t%.0f\t%d\t%.2f\t%.2f\t%d\t%d\t%.0f\t%d\t\n", iv.end.Minutes(), iv.requests, float64(iv.requests)/seconds,
+			iv.errors, ms(iv.quantile(0.5)), ms(iv.quantile(0.99)), iv.actions, iv.runs, float64(iv.rssKB)/1024, iv.fds)
+		tw.Flush()
+	}
+	for running := true; running; {
+		select {
+		case <-tick.C:
+			closeInterval()
+		case <-soakCtx.Done():
+			running = false
+		case err := <-srvDone:
+			return res, fmt.Errorf("the server stopped during the soak: %v (see %s)", err, logFile.Name())
+		}
+	}
+	wg.Wait() // the clients stop; the last run finishes
+	closeInterval()
+	res.runs = int(runs.Load())
+
+	// The server stops; every acknowledged action must be in the store.
+	srv.Process.Signal(syscall.SIGTERM)
+	if err := <-srvDone; err != nil {
+		return res, fmt.Errorf("the server did not stop cleanly: %v (see %s)", err, logFile.Name())
+	}
+	s, err = openStore(ctx, cfg)
+	if err != nil {
+		return res, err
+	}
+	defer s.Close()
+	res.acked = len(acked)
+	for _, a := range acked {
+		var n int
+		if err := s.DB.QueryRowContext(ctx, "SELECT count(*) FROM casebook.lead_events WHERE lead_id = ? AND action = ?", a.lead, a.action).Scan(&n); err != nil {
+			return res, err
+		}
+		if n != 1 {
+			res.missing++
+		}
+	}
+	if res.check, err = jobs.Check(ctx, s.DB); err != nil {
+		return res, err
+	}
+	printSoakSummary(stdout, o, res)
+	return res, nil
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func slicesIndex(xs []int, x int) int {
+	for i, v := range xs {
+		if v == x {
+			return i
+		}
+	}
+	return -1
+}
+
+// printSoakSummary says what the soak found and how it stands against its goals.
+func printSoakSummary(w io.Writer, o soakOptions, r soakResult) {
+	var all []time.Duration
+	var requests int64
+	worst := time.Duration(0)
+	for _, iv := range r.intervals {
+		all = append(all, iv.latencies...)
+		requests += iv.requests
+		worst = max(worst, iv.quantile(0.99))
+	}
+	sort.Slice(all, func(a, b int) bool { return all[a] < all[b] })
+	overall := &soakInterval{latencies: all}
+	fmt.Fprintf(w, "\n%d requests, %d errors; p50 %.2f ms, p99 %.2f ms overall, worst minute's p99 %.2f ms; %d runs finished\n",
+		requests, r.errors, ms(overall.quantile(0.5)), ms(overall.quantile(0.99)), ms(worst), r.runs)
+	for _, e := range r.errorSeen {
+		fmt.Fprintf(w, "  error: %s\n", e)
+	}
+	fmt.Fprintf(w, "acknowledged actions checked present: %d of %d (%d missing)\n", r.acked-r.missing, r.acked, r.missing)
+	if broken := r.check.Broken(); len(broken) > 0 {
+		fmt.Fprintf(w, "collider check: %d of %d invariants broken\n", len(broken), len(r.check.Invariants))
+		for _, inv := range broken {
+			fmt.Fprintf(w, "  %s: %v\n", inv.Name, inv.Examples)
+		}
+	} else {
+		fmt.Fprintf(w, "collider check: all %d invariants hold\n", len(r.check.Invariants))
+	}
+	verdict := func(ok bool) string {
+		if ok {
+			return "met"
+		}
+		return "MISSED"
+	}
+	fmt.Fprintf(w, "goal zero errors: %s\n", verdict(r.errors == 0))
+	fmt.Fprintf(w, "goal p99 under 50 ms in every minute: %s (worst %.2f ms)\n", verdict(worst < 50*time.Millisecond), ms(worst))
+	// Growth from minute 5 to the end: memory and descriptors stay flat.
+	from := -1
+	for i, iv := range r.intervals {
+		if iv.end >= 5*time.Minute {
+			from = i
+			break
+		}
+	}
+	last := r.intervals[len(r.intervals)-1]
+	if from < 0 || from == len(r.intervals)-1 {
+		fmt.Fprintf(w, "goal RSS and descriptors flat from minute 5: not judged (the soak ended at minute %.2f)\n", last.end.Minutes())
+	} else {
+		first := r.intervals[from]
+		rss := 100 * float64(last.rssKB-first.rssKB) / float64(max(1, first.rssKB))
+		fds := 100 * float64(last.fds-first.fds) / float64(max(1, first.fds))
+		fmt.Fprintf(w, "goal RSS and descriptors flat from minute 5 (growth under 10%%): %s (RSS %+.1f%%, %d → %d MB; descriptors %+.1f%%, %d → %d)\n",
+			verdict(rss < 10 && fds < 10), rss, first.rssKB/1024, last.rssKB/1024, fds, first.fds, last.fds)
+	}
+	fmt.Fprintf(w, "goal no acknowledged action missing: %s\n", verdict(r.missing == 0 && r.acked > 0))
+}
+
+// soakClient is one clerk of a city bureau.
+type soakClient struct {
+	http   *http.Client
+	base   string
+	token  string
+	record func(time.Duration, error)
+	rng    *rand.Rand
+	status int // which inbox it reads next
+}
+
+// soakNext is the action that moves a lead on from a status.
+var soakNext = map[string]struct{ action, body string }{
+	casebook.StatusNew:           {"accept", `{"action":"accept"}`},
+	casebook.StatusAccepted:      {"investigate", `{"action":"investigate"}`},
+	casebook.StatusInvestigating: {"close", `{"action":"close","outcome":"dismissed","note":"核查无误（压力测试）"}`},
+}
+
+// step reads an inbox page and one of its leads, and one time in four
+// moves a lead of its share on; it returns the action when the server
+// acknowledged one.
+func (c *soakClient) step(ctx context.Context, share, of int) (ack, bool) {
+	statuses := []string{casebook.StatusNew, casebook.StatusAccepted, casebook.StatusInvestigating}
+	status := statuses[c.status%len(statuses)]
+	c.status++
+	var page struct {
+		Items []struct {
+			ID int64 `json:"lead_id"`
+		} `json:"items"`
+	}
+	if !c.call(ctx, "GET", "/api/v1/leads?limit=50&status="+status, "", http.StatusOK, &page) {
+		return ack{}, false
+	}
+	var mine []int64
+	for _, l := range page.Items {
+		if int(l.ID%int64(of)) == share {
+			mine = append(mine, l.ID)
+		}
+	}
+	if len(page.Items) > 0 {
+		l := page.Items[c.rng.IntN(len(page.Items))]
+		if !c.call(ctx, "GET", fmt.Sprintf("/api/v1/leads/%d", l.ID), "", http.StatusOK, nil) {
+			return ack{}, false
+		}
+	}
+	if len(mine) == 0 || c.rng.IntN(4) != 0 {
+		return ack{}, false
+	}
+	lead := mine[c.rng.IntN(len(mine))]
+	next := soakNext[status]
+	if !c.call(ctx, "POST", fmt.Sprintf("/api/v1/leads/%d/events", lead), next.body, http.StatusCreated, nil) {
+		return ack{}, false
+	}
+	return ack{lead, next.action}, true
+}
+
+// call makes a request and records its latency, or an error for any other
+// status than want; a request cut off by the end of the soak is neither.
+func (c *soakClient) call(ctx context.Context, method, path, body string, want int, out any) bool {
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, _ := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	t0 := time.Now()
+	resp, err := c.http.Do(req)
+	if ctx.Err() != nil {
+		if err == nil {
+			resp.Body.Close()
+		}
+		return false
+	}
+	if err != nil {
+		c.record(0, fmt.Errorf("%s %s: %w", method, path, err))
+		return false
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	d := time.Since(t0)
+	if resp.StatusCode != want {
+		c.record(0, fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, strings.TrimSpace(string(b[:min(len(b), 200)]))))
+		return false
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			c.record(0, fmt.Errorf("%s %s: %w", method, path, err))
+			return false
+		}
+	}
+	c.record(d, nil)
+	return true
+}
+
+// soakRun starts a run as the province and waits for its end.
+func soakRun(ctx context.Context, client *http.Client, base, token string) (string, error) {
+	do := func(method, path string) (int, []byte, error) {
+		req, _ := http.NewRequestWithContext(ctx, method, base+path, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := client.Do(req)
+		if err != nil {
+			return 0, nil, err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return resp.StatusCode, b, err
+	}
+	var r jobs.RunRecord
+	for tries := 0; ; tries++ {
+		code, body, err := do("POST", "/api/v1/runs")
+		if err == nil && code == http.StatusAccepted {
+			if err := json.Unmarshal(body, &r); err != nil {
+				return "", err
+			}
+			break
+		}
+		// 409: the run before is still letting go of the lock (it shows
+		// finished a moment before); anything else is an error.
+		if err != nil || code != http.StatusConflict || tries >= 50 {
+			return "", fmt.Errorf("POST /api/v1/runs: %d %v %s", code, err, body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for r.Status == jobs.RunRunning {
+		time.Sleep(200 * time.Millisecond)
+		code, body, err := do("GET", fmt.Sprintf("/api/v1/runs/%d", r.ID))
+		if err == nil && code == http.StatusOK {
+			err = json.Unmarshal(body, &r)
+		}
+		if err != nil || code != http.StatusOK {
+			return "", fmt.Errorf("GET /api/v1/runs/%d: %d %v", r.ID, code, err)
+		}
+	}
+	return r.Status, nil
+}
+
+// waitForServer waits until the server answers /healthz.
+func waitForServer(ctx context.Context, client *http.Client, base string, done <-chan error) error {
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-done:
+			return fmt.Errorf("the server exited at start: %v", err)
+		default:
+		}
+		if resp, err := client.Get(base + "/healthz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return errors.New("the server did not answer /healthz within 2 minutes")
+}
+
+// procRSS is a process's resident memory in KiB (0 if unknown).
+func procRSS(pid int) int64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if fields := strings.Fields(sc.Text()); len(fields) >= 2 && fields[0] == "VmRSS:" {
+			n, _ := strconv.ParseInt(fields[1], 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// procFDs counts a process's open file descriptors.
+func procFDs(pid int) int {
+	entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return 0
+	}
+	return len(entries)
+}
+
+// layOutSoakInbox copies every feed of the generated province into the
+// inbox but settlements, which it cuts into parts deliveries held back in
+// pending, released one per run.
+func layOutSoakInbox(ctx context.Context, generated, inbox, pending string, parts int) error {
+	entries, _ := filepath.Glob(filepath.Join(generated, "*", "*"))
+	for _, src := range entries {
+		rel, _ := filepath.Rel(generated, src)
+		if strings.HasPrefix(rel, "settlements"+string(filepath.Separator)) {
+			continue
+		}
+		if err := copyDir(src, filepath.Join(inbox, rel)); err != nil {
+			return err
+		}
+	}
+	connector, err := duckdb.NewConnector("", nil)
+	if err != nil {
+		return err
+	}
+	db := sql.OpenDB(connector)
+	defer db.Close()
+	src := filepath.Join(generated, "settlements", synth.DefaultDelivery, "*.parquet")
+	for i := 1; i <= parts; i++ {
+		dir := filepath.Join(pending, fmt.Sprintf("%04d", i))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		q := fmt.Sprintf(`COPY (SELECT * EXCLUDE (n) FROM (SELECT *, row_number() OVER (ORDER BY settlement_id) AS n FROM read_parquet('%s'))
+			WHERE n %% %d = %d) TO '%s' (FORMAT parquet)`, src, parts, i-1, filepath.Join(dir, "part-00000.parquet"))
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, "_SUCCESS"), nil, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// copyDir copies a delivery directory's files.
+func copyDir(src, dst string) error {
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// soakCities are the cities of the generated province's institutions: a
+// lead of any of them may be routed during the soak.
+func soakCities(ctx context.Context, generated string) ([]string, error) {
+	connector, err := duckdb.NewConnector("", nil)
+	if err != nil {
+		return nil, err
+	}
+	db := sql.OpenDB(connector)
+	defer db.Close()
+	rows, err := db.QueryContext(ctx, fmt.Sprintf(`SELECT DISTINCT substr(region_code, 1, 4) || '00' FROM read_parquet('%s')
+		WHERE substr(region_code, 3, 4) <> '0000' ORDER BY 1`, filepath.Join(generated, "institutions", synth.DefaultDelivery, "*.parquet")))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var c string
+		if err := rows.Scan(&c); err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("the generated province has no institution in a city")
+	}
+	return out, rows.Err()
+}

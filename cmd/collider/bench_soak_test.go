@@ -1,0 +1,57 @@
+package main
+
+import (
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// The soak at a tiny size: the real server under clients while runs follow
+// each other; it prints a line of figures per interval (latencies, errors,
+// the server's RSS and descriptors, runs), finds every acknowledged action
+// in the store afterwards and the store's invariants holding, and exits 0.
+// (Its timing goals are printed, not asserted: they are for the 30-minute
+// soak on a quiet machine.)
+func TestBench_SoakPrintsFiguresPerIntervalAndFindsEveryAction(t *testing.T) {
+	dir := t.TempDir()
+	r := collider(t, nil, "bench", "soak", "--dir", filepath.Join(dir, "soak"), "--minutes", "0.25", "--interval", "4s",
+		"--settlements", "10000", "--parts", "3", "--clients", "10", "--memory-limit", "1GB")
+	if r.code != 0 {
+		t.Fatalf("bench soak: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	t.Log("\n" + r.stdout)
+	if !regexp.MustCompile(`minute\s+requests\s+req/s\s+errors\s+p50 ms\s+p99 ms\s+actions\s+runs\s+RSS MB\s+fds`).MatchString(r.stdout) {
+		t.Fatalf("no header:\n%s", r.stdout)
+	}
+	line := regexp.MustCompile(`(?m)^\s*(\d+\.\d\d)\s+(\d+)\s+\d+\s+(\d+)\s+\d+\.\d\d\s+\d+\.\d\d\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s*$`)
+	rows := line.FindAllStringSubmatch(r.stdout, -1)
+	if len(rows) < 3 {
+		t.Fatalf("%d lines of figures, want one per 4 s of 15 s:\n%s", len(rows), r.stdout)
+	}
+	var runs int
+	for _, m := range rows {
+		requests, _ := strconv.Atoi(m[2])
+		errors, _ := strconv.Atoi(m[3])
+		n, _ := strconv.Atoi(m[5])
+		rss, _ := strconv.Atoi(m[6])
+		fds, _ := strconv.Atoi(m[7])
+		runs += n
+		if requests == 0 || errors != 0 || rss == 0 || fds == 0 {
+			t.Fatalf("a line with %d requests, %d errors, RSS %d MB, %d descriptors: %q", requests, errors, rss, fds, m[0])
+		}
+	}
+	if runs == 0 {
+		t.Fatal("no run finished during the soak")
+	}
+	m := regexp.MustCompile(`acknowledged actions checked present: (\d+) of (\d+) \(0 missing\)`).FindStringSubmatch(r.stdout)
+	if m == nil || m[1] != m[2] || m[1] == "0" {
+		t.Fatalf("acknowledged actions not all found:\n%s", r.stdout)
+	}
+	for _, want := range []string{"collider check: all 5 invariants hold", "goal zero errors: met", "goal no acknowledged action missing: met", "goal p99 under 50 ms in every minute:"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("the summary lacks %q", want)
+		}
+	}
+}
