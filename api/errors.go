@@ -34,6 +34,13 @@ func (s *Server) handleError(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
 	}
+	if isPage(c.Request().URL.Path) {
+		if errors.Is(err, context.Canceled) && c.Request().Context().Err() != nil {
+			return
+		}
+		s.pageErrorPage(c, err)
+		return
+	}
 	code, status, msg := domain.EINTERNAL, http.StatusInternalServerError, "internal error"
 	var he *echo.HTTPError
 	switch {

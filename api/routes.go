@@ -45,4 +45,5 @@ func (s *Server) routes() {
 	s.modelRoutes(v1)
 	s.runRoutes(v1)
 	s.adminRoutes(v1)
+	s.pageRoutes()
 }

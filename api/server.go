@@ -33,6 +33,9 @@ type Server struct {
 	registry *prometheus.Registry
 	metrics  *httpMetrics
 	http     *http.Server
+	pages    templates
+	sessions sessions
+	fixtures fixtureCache
 }
 
 // Config is what New needs.
@@ -55,6 +58,11 @@ func New(cfg Config) *Server {
 	}
 	s.registry = prometheus.NewRegistry()
 	s.metrics = newHTTPMetrics(s.registry)
+	pages, err := parseTemplates()
+	if err != nil {
+		panic(err) // embedded, and parsed by every test: a broken template never ships
+	}
+	s.pages = pages
 	e.HTTPErrorHandler = s.handleError
 	// Recover first, so a panic anywhere becomes a JSON 500 and a log line.
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{LogErrorFunc: func(c echo.Context, err error, stack []byte) error {

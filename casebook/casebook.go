@@ -7,6 +7,7 @@ import (
 	"context"
 	"database/sql"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"collider/domain"
@@ -23,8 +24,9 @@ type Casebook struct {
 	// Now is the clock; tests set it.
 	Now func() time.Time
 
-	authMu    sync.Mutex
-	authCache map[string]cachedUser
+	authMu      sync.Mutex
+	authCache   map[string]cachedUser
+	revocations atomic.Uint64
 
 	stmtMu sync.Mutex
 	stmts  map[string]*sql.Stmt

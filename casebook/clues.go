@@ -56,8 +56,10 @@ type ClueFilter struct {
 	City     string
 	Severity string
 	Status   string // the lead's status
+	Overdue  bool   // leads past their due date and not closed
 	After    int64
-	Limit    int // 0: a page of 100; Export lifts it
+	Limit    int    // 0: a page of 100; Export lifts it
+	today    string // the casebook's clock, for Overdue
 }
 
 const clueColumns = `c.clue_id, c.batch_id, c.model, c.model_version, c.severity, c.score, c.reasons, c.person_id,
@@ -138,6 +140,10 @@ func clueScope(u User, f ClueFilter) (string, []any, error) {
 		where = append(where, "l.status = ?")
 		args = append(args, f.Status)
 	}
+	if f.Overdue {
+		where = append(where, "l.status <> 'closed' AND l.due_date < CAST(? AS DATE)")
+		args = append(args, f.today)
+	}
 	if f.After > 0 {
 		where = append(where, "c.clue_id > ?")
 		args = append(args, f.After)
@@ -147,6 +153,7 @@ func clueScope(u User, f ClueFilter) (string, []any, error) {
 
 // Clues lists the clues u may see, by id from the cursor, masked as u's role requires.
 func (c *Casebook) Clues(ctx context.Context, u User, f ClueFilter) ([]Clue, error) {
+	f.today = domain.DBTime(c.now())
 	where, args, err := clueScope(u, f)
 	if err != nil {
 		return nil, err
@@ -176,7 +183,7 @@ func (c *Casebook) Clues(ctx context.Context, u User, f ClueFilter) ([]Clue, err
 
 // CountClues counts the clues u may see under a filter.
 func (c *Casebook) CountClues(ctx context.Context, u User, f ClueFilter) (int64, error) {
-	f.After = 0
+	f.After, f.today = 0, domain.DBTime(c.now())
 	where, args, err := clueScope(u, f)
 	if err != nil {
 		return 0, err

@@ -102,7 +102,7 @@ func (c *Casebook) Export(ctx context.Context, u User, f ClueFilter, format stri
 	if _, err := ContentType(format); err != nil {
 		return 0, err
 	}
-	f.After = 0
+	f.After, f.today = 0, domain.DBTime(c.now())
 	where, args, err := clueScope(u, f)
 	if err != nil {
 		return 0, err
@@ -186,6 +186,9 @@ func (f ClueFilter) describe(page bool) string {
 	add("city", f.City)
 	add("severity", f.Severity)
 	add("status", f.Status)
+	if f.Overdue {
+		add("overdue", "true")
+	}
 	if page {
 		add("cursor", strconv.FormatInt(f.After, 10))
 		add("limit", strconv.Itoa(f.Limit))

@@ -125,7 +125,24 @@ func (c *Casebook) Revoke(ctx context.Context, id int64) error {
 		return domain.Errorf(domain.ENOTFOUND, "no active user %d", id)
 	}
 	c.forgetTokens()
+	c.revocations.Add(1)
 	return nil
+}
+
+// Revocations counts the revocations made through this casebook: a
+// session that saw another count checks its user again (ActiveUser).
+func (c *Casebook) Revocations() uint64 { return c.revocations.Load() }
+
+// ActiveUser returns a user who has not been revoked.
+func (c *Casebook) ActiveUser(ctx context.Context, id int64) (User, error) {
+	var u User
+	err := c.DB.QueryRowContext(ctx, `SELECT user_id, name, role, coalesce(city_code, ''), created_at
+		FROM casebook.users WHERE user_id = ? AND revoked_at IS NULL`, id).Scan(&u.ID, &u.Name, &u.Role, &u.City, &u.CreatedAt)
+	if errors.Is(err, sql.ErrNoRows) {
+		return User{}, domain.Errorf(domain.EUNAUTHORIZED, "user %d is revoked", id)
+	}
+	u.CreatedAt = domain.Wall(u.CreatedAt)
+	return u, err
 }
 
 // authTTL is how long a token lookup is remembered: every request

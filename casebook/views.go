@@ -1,0 +1,380 @@
+// This file holds the reads the pages need beyond the API's lists: a lead
+// inbox with its counts per status, filters and orders; the police records
+// behind a lead; a batch's totals broken down. They go through the same
+// scope and masking as every other read (leadScope, clueScope, Mask), and
+// views of people in clear are audited like the API's.
+package casebook
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"collider/domain"
+)
+
+// Inbox orders.
+const (
+	SortID    = "id"    // oldest first: the API's order
+	SortDue   = "due"   // the due date, soonest first
+	SortScore = "score" // the clue's score, highest first
+)
+
+// InboxQuery is a lead list as the inbox page asks for it.
+type InboxQuery struct {
+	City     string // province only
+	Status   string // "" for every status
+	Model    string
+	Severity string
+	Overdue  bool
+	Sort     string // SortID, SortDue or SortScore
+	Cursor   string // the last row's cursor of the page before
+	Limit    int
+}
+
+// InboxRow is a lead with what its row shows of its clue.
+type InboxRow struct {
+	Lead
+	Model           string  `json:"model"`
+	Severity        string  `json:"severity"`
+	Score           float64 `json:"score"`
+	PersonID        string  `json:"person_id"`
+	PersonName      string  `json:"person_name"`
+	InstitutionName string  `json:"institution_name"`
+	FundAmount      float64 `json:"fund_amount"`
+	Cursor          string  `json:"-"`
+}
+
+// Inbox is a page of an inbox with what it counts.
+type Inbox struct {
+	Rows     []InboxRow
+	Next     string           // the cursor of the next page, "" at the end
+	ByStatus map[string]int64 // leads per status under the other filters
+	Matching int64            // leads the whole query matches
+}
+
+// InboxPage lists the leads u may see under q, a page at a time, with the
+// counts per status that the tabs show and how many rows match.
+func (c *Casebook) InboxPage(ctx context.Context, u User, q InboxQuery) (Inbox, error) {
+	var in Inbox
+	where, args, err := c.inboxScope(u, q)
+	if err != nil {
+		return in, err
+	}
+	base := "FROM casebook.leads l JOIN casebook.clues c ON c.clue_id = l.lead_id WHERE " + strings.Join(where, " AND ")
+	in.ByStatus = map[string]int64{}
+	rows, err := c.DB.QueryContext(ctx, "SELECT l.status, count(*) "+base+" GROUP BY l.status", args...)
+	if err != nil {
+		return in, err
+	}
+	for rows.Next() {
+		var st string
+		var n int64
+		if err := rows.Scan(&st, &n); err != nil {
+			rows.Close()
+			return in, err
+		}
+		in.ByStatus[st] = n
+	}
+	rows.Close()
+	if q.Status != "" {
+		if err := checkStatus(q.Status); err != nil {
+			return in, err
+		}
+		where, args = append(where, "l.status = ?"), append(args, q.Status)
+		in.Matching = in.ByStatus[q.Status]
+	} else {
+		for _, n := range in.ByStatus {
+			in.Matching += n
+		}
+	}
+	order, after, afterArgs, err := inboxOrder(q)
+	if err != nil {
+		return in, err
+	}
+	if after != "" {
+		where, args = append(where, after), append(args, afterArgs...)
+	}
+	limit := domain.PageLimit(q.Limit)
+	rows, err = c.DB.QueryContext(ctx, fmt.Sprintf(`SELECT %s, c.model, c.severity, c.score, c.person_id, coalesce(c.person_name, ''),
+			coalesce(c.institution_name, ''), CAST(c.fund_amount AS DOUBLE)
+		FROM casebook.leads l JOIN casebook.clues c ON c.clue_id = l.lead_id WHERE %s ORDER BY %s LIMIT %d`,
+		leadColumns, strings.Join(where, " AND "), order, limit), append([]any{domain.DBTime(c.now())}, args...)...)
+	if err != nil {
+		return in, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var r InboxRow
+		var rec *float64
+		if err := rows.Scan(&r.ID, &r.City, &r.Status, &r.Outcome, &rec, &r.Note, &r.RoutedAt, &r.DueDate, &r.UpdatedAt, &r.ClosedAt, &r.Overdue,
+			&r.Model, &r.Severity, &r.Score, &r.PersonID, &r.PersonName, &r.InstitutionName, &r.FundAmount); err != nil {
+			return in, err
+		}
+		r.RecoveredAmount = rec
+		r.RoutedAt, r.UpdatedAt, r.ClosedAt = domain.Wall(r.RoutedAt), domain.Wall(r.UpdatedAt), domain.WallPtr(r.ClosedAt)
+		if u.MasksPersonalData() {
+			cl := Clue{PersonID: r.PersonID, PersonName: r.PersonName}
+			cl.Mask()
+			r.PersonID, r.PersonName = cl.PersonID, cl.PersonName
+		}
+		r.Cursor = rowCursor(q.Sort, r)
+		in.Rows = append(in.Rows, r)
+	}
+	if err := rows.Err(); err != nil {
+		return in, err
+	}
+	if len(in.Rows) == limit {
+		in.Next = in.Rows[len(in.Rows)-1].Cursor
+	}
+	return in, c.auditView(ctx, u, "leads?"+q.describe(), len(in.Rows))
+}
+
+// inboxScope is the condition of the leads u may see under q's filters,
+// the status aside (the tabs count every status). Its first argument
+// follows leadColumns' one (the clock).
+func (c *Casebook) inboxScope(u User, q InboxQuery) ([]string, []any, error) {
+	if u.Role != RoleCity && u.Role != RoleProvince {
+		return nil, nil, domain.Errorf(domain.EFORBIDDEN, "leads are the city bureaus' and the province's")
+	}
+	where, args := []string{"true"}, []any{}
+	switch {
+	case u.Role == RoleCity:
+		where, args = append(where, "l.city_code = ?"), append(args, u.City)
+	case q.City != "":
+		where, args = append(where, "l.city_code = ?"), append(args, q.City)
+	}
+	if q.Model != "" {
+		where, args = append(where, "c.model = ?"), append(args, q.Model)
+	}
+	if q.Severity != "" {
+		if q.Severity != "high" && q.Severity != "medium" && q.Severity != "low" {
+			return nil, nil, domain.Errorf(domain.EINVALID, "severity is high, medium or low, not %q", q.Severity)
+		}
+		where, args = append(where, "c.severity = ?"), append(args, q.Severity)
+	}
+	if q.Overdue {
+		where, args = append(where, "l.status <> 'closed' AND l.due_date < CAST(? AS DATE)"), append(args, domain.DBTime(c.now()))
+	}
+	return where, args, nil
+}
+
+// inboxOrder is the ORDER BY of a sort and the condition that starts a page
+// after its cursor (the last row's sort key and lead id).
+func inboxOrder(q InboxQuery) (order, after string, args []any, err error) {
+	var key, id string
+	if q.Cursor != "" {
+		var ok bool
+		if key, id, ok = strings.Cut(q.Cursor, "_"); !ok && q.Sort != SortID && q.Sort != "" {
+			return "", "", nil, domain.Errorf(domain.EINVALID, "cursor %q is not one of this list's", q.Cursor)
+		}
+		if !ok {
+			id = key
+		}
+	}
+	leadID, idErr := strconv.ParseInt(id, 10, 64)
+	if q.Cursor != "" && idErr != nil {
+		return "", "", nil, domain.Errorf(domain.EINVALID, "cursor %q is not one of this list's", q.Cursor)
+	}
+	switch q.Sort {
+	case SortID, "":
+		order = "l.lead_id"
+		if q.Cursor != "" {
+			after, args = "l.lead_id > ?", []any{leadID}
+		}
+	case SortDue:
+		order = "l.due_date, l.lead_id"
+		if q.Cursor != "" {
+			if _, err := time.Parse("2006-01-02", key); err != nil {
+				return "", "", nil, domain.Errorf(domain.EINVALID, "cursor %q is not one of this list's", q.Cursor)
+			}
+			after, args = "(l.due_date, l.lead_id) > (CAST(? AS DATE), ?)", []any{key, leadID}
+		}
+	case SortScore:
+		order = "c.score DESC, l.lead_id"
+		if q.Cursor != "" {
+			score, err := strconv.ParseFloat(key, 64)
+			if err != nil {
+				return "", "", nil, domain.Errorf(domain.EINVALID, "cursor %q is not one of this list's", q.Cursor)
+			}
+			after, args = "(c.score < ? OR (c.score = ? AND l.lead_id > ?))", []any{score, score, leadID}
+		}
+	default:
+		return "", "", nil, domain.Errorf(domain.EINVALID, "sort is id, due or score, not %q", q.Sort)
+	}
+	return order, after, args, nil
+}
+
+// rowCursor is the cursor a row ends a page with.
+func rowCursor(sort string, r InboxRow) string {
+	switch sort {
+	case SortDue:
+		return r.DueDate + "_" + strconv.FormatInt(r.ID, 10)
+	case SortScore:
+		return strconv.FormatFloat(r.Score, 'g', -1, 64) + "_" + strconv.FormatInt(r.ID, 10)
+	}
+	return strconv.FormatInt(r.ID, 10)
+}
+
+func (q InboxQuery) describe() string {
+	var parts []string
+	for _, kv := range [][2]string{{"city", q.City}, {"status", q.Status}, {"model", q.Model}, {"severity", q.Severity},
+		{"sort", q.Sort}, {"cursor", q.Cursor}} {
+		if kv[1] != "" {
+			parts = append(parts, kv[0]+"="+kv[1])
+		}
+	}
+	if q.Overdue {
+		parts = append(parts, "overdue=true")
+	}
+	return strings.Join(parts, "&")
+}
+
+// PoliceRecord is one police record of a lead's person near its visits:
+// a hotel, rail, flight, custody or abroad record, a floating registration,
+// the civil status or the household registration.
+type PoliceRecord struct {
+	Kind   string     `json:"kind"` // hotel | rail | flight | custody | abroad | floating | civil_status | hukou
+	Start  *time.Time `json:"start,omitempty"`
+	End    *time.Time `json:"end,omitempty"`
+	Place  string     `json:"place"`
+	Detail string     `json:"detail"`
+	Source string     `json:"source"` // the record's id or feed
+}
+
+// LeadRecords returns the police records of a lead's person: every
+// location record from 30 days before its first visit to 30 days after its
+// last, and the person's civil status, household registration and floating
+// registrations. The lead is read with Lead's scope (another city's is not
+// found).
+func (c *Casebook) LeadRecords(ctx context.Context, u User, id int64) ([]PoliceRecord, error) {
+	l, err := c.lead(ctx, u, id, true)
+	if err != nil {
+		return nil, err
+	}
+	cl := l.Clue
+	if cl == nil || cl.FirstVisit == nil {
+		return nil, nil
+	}
+	from, to := cl.FirstVisit.AddDate(0, 0, -30), cl.LastVisit.AddDate(0, 0, 30)
+	rows, err := c.DB.QueryContext(ctx, `SELECT kind, start_time, end_time, place, detail, source FROM (
+		SELECT l.kind, l.start_time, l.end_time,
+		       coalesce(coalesce(nullif(g.city, '市辖区'), g.province, '') || g.name, l.region_code, '境外') AS place,
+		       '' AS detail, l.event_id AS source
+		FROM feeds.locations l LEFT JOIN feeds.regions g ON g.code = l.region_code
+		WHERE l.person_id = ? AND l.start_time <= CAST(? AS TIMESTAMP) AND coalesce(l.end_time, l.start_time) >= CAST(? AS TIMESTAMP)
+		UNION ALL
+		SELECT 'floating', CAST(f.valid_from AS TIMESTAMP), CAST(f.valid_to AS TIMESTAMP),
+		       coalesce(coalesce(nullif(g.city, '市辖区'), g.province, '') || g.name, f.region_code), '', '流动人口登记'
+		FROM feeds.floating f LEFT JOIN feeds.regions g ON g.code = f.region_code WHERE f.person_id = ?
+		UNION ALL
+		SELECT 'civil_status', CAST(coalesce(s.death_date, s.updated_at) AS TIMESTAMP), NULL, '', s.status, '公安生存状态'
+		FROM feeds.civil_status s WHERE s.person_id = ?
+		UNION ALL
+		SELECT 'hukou', NULL, NULL, coalesce(coalesce(nullif(g.city, '市辖区'), g.province, '') || g.name, r.hukou_region), '', '户籍'
+		FROM feeds.residents r LEFT JOIN feeds.regions g ON g.code = r.hukou_region WHERE r.person_id = ?
+	) ORDER BY start_time NULLS FIRST, kind`, cl.PersonID, domain.DBTime(to), domain.DBTime(from), cl.PersonID, cl.PersonID, cl.PersonID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []PoliceRecord{}
+	for rows.Next() {
+		var r PoliceRecord
+		if err := rows.Scan(&r.Kind, &r.Start, &r.End, &r.Place, &r.Detail, &r.Source); err != nil {
+			return nil, err
+		}
+		r.Start, r.End = domain.WallPtr(r.Start), domain.WallPtr(r.End)
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return out, c.auditView(ctx, u, fmt.Sprintf("lead %d police records", id), len(out))
+}
+
+// Breakdown is a batch's clues counted one way.
+type Breakdown struct {
+	Key        string  `json:"key"`
+	Clues      int64   `json:"clues"`
+	Settlement int64   `json:"settlements"`
+	FundAmount float64 `json:"fund_amount"`
+}
+
+// BatchBreakdowns counts a batch's clues u may see by model, by severity
+// and by city.
+func (c *Casebook) BatchBreakdowns(ctx context.Context, u User, id int64) (byModel, bySeverity, byCity []Breakdown, err error) {
+	if _, err = c.Batch(ctx, u, id); err != nil {
+		return
+	}
+	where, args, err := clueScope(u, ClueFilter{Batch: id})
+	if err != nil {
+		return
+	}
+	count := func(key string) ([]Breakdown, error) {
+		rows, err := c.DB.QueryContext(ctx, fmt.Sprintf(`SELECT %s, count(*), sum(c.settlement_count), CAST(sum(c.fund_amount) AS DOUBLE)
+			FROM casebook.clues c JOIN casebook.leads l ON l.lead_id = c.clue_id WHERE %s GROUP BY 1 ORDER BY count(*) DESC, 1`, key, where), args...)
+		if err != nil {
+			return nil, err
+		}
+		defer rows.Close()
+		out := []Breakdown{}
+		for rows.Next() {
+			var b Breakdown
+			if err := rows.Scan(&b.Key, &b.Clues, &b.Settlement, &b.FundAmount); err != nil {
+				return nil, err
+			}
+			out = append(out, b)
+		}
+		return out, rows.Err()
+	}
+	if byModel, err = count("c.model"); err != nil {
+		return
+	}
+	if bySeverity, err = count("c.severity"); err != nil {
+		return
+	}
+	byCity, err = count("l.city_code")
+	return
+}
+
+// VersionStat is how a model version's clues fared.
+type VersionStat struct {
+	Model, Version               string
+	FirstUsed                    time.Time
+	Issued, Confirmed, Dismissed int64
+	Precision                    *float64
+}
+
+// VersionStats counts, per model version in the order they were first
+// used, the clues issued and how the investigated ones closed.
+func (c *Casebook) VersionStats(ctx context.Context, u User) ([]VersionStat, error) {
+	if u.Role != RoleProvince && u.Role != RoleModeler && u.Role != RoleAdmin {
+		return nil, domain.Errorf(domain.EFORBIDDEN, "model figures are the province's and the modelers'")
+	}
+	rows, err := c.DB.QueryContext(ctx, `SELECT c.model, c.model_version, coalesce(min(v.first_used), min(b.published_at)), count(*),
+			count(*) FILTER (WHERE l.outcome = 'confirmed'), count(*) FILTER (WHERE l.outcome = 'dismissed')
+		FROM casebook.clues c JOIN casebook.leads l ON l.lead_id = c.clue_id JOIN casebook.batches b ON b.batch_id = c.batch_id
+		LEFT JOIN casebook.model_versions v ON v.version = c.model_version
+		GROUP BY c.model, c.model_version ORDER BY c.model, 3`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []VersionStat
+	for rows.Next() {
+		var v VersionStat
+		if err := rows.Scan(&v.Model, &v.Version, &v.FirstUsed, &v.Issued, &v.Confirmed, &v.Dismissed); err != nil {
+			return nil, err
+		}
+		v.FirstUsed = domain.Wall(v.FirstUsed)
+		if v.Confirmed+v.Dismissed > 0 {
+			p := float64(v.Confirmed) / float64(v.Confirmed+v.Dismissed)
+			v.Precision = &p
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
