@@ -56,10 +56,17 @@ func readCSV(t *testing.T, body []byte) table {
 	return table{header: recs[0], rows: recs[1:]}
 }
 
-// moneyColumns are written with two decimals in CSV; a spreadsheet gives
-// them back as plain numbers.
-var moneyColumns = map[string]bool{"score": true, "total_amount": true, "fund_amount": true}
+// moneyColumns are written with two decimals in CSV; a spreadsheet holds
+// them as plain numbers. timeColumns are text in CSV and Excel dates in a
+// spreadsheet.
+var (
+	moneyColumns = map[string]bool{"score": true, "total_amount": true, "fund_amount": true}
+	timeColumns  = map[string]bool{"first_visit": true, "last_visit": true}
+)
 
+// readXLSX reads the XLSX export back in the CSV's terms: it checks the
+// sheet is made for people (peopleSheet), maps the Chinese headings to the
+// spec's columns, and turns numbers and Excel dates into the CSV's text.
 func readXLSX(t *testing.T, body []byte) table {
 	t.Helper()
 	f, err := excelize.OpenReader(bytes.NewReader(body))
@@ -71,30 +78,90 @@ func readXLSX(t *testing.T, body []byte) table {
 	if len(sheets) != 1 {
 		t.Fatalf("XLSX sheets %v, want one", sheets)
 	}
-	rows, err := f.GetRows(sheets[0])
-	if err != nil {
-		t.Fatalf("XLSX: %v", err)
-	}
-	if len(rows) == 0 {
-		t.Fatal("XLSX without a header")
-	}
-	out := table{header: rows[0]}
-	for _, r := range rows[1:] {
+	rows := peopleSheet(t, f, sheets[0], casebook.ExportHeadings())
+	out := table{header: casebook.ExportColumns}
+	for n, r := range rows[1:] {
 		for len(r) < len(out.header) { // excelize leaves out trailing empty cells
 			r = append(r, "")
 		}
 		for i, name := range out.header {
-			if moneyColumns[name] && r[i] != "" {
-				v, err := strconv.ParseFloat(r[i], 64)
-				if err != nil {
-					t.Fatalf("XLSX %s %q: %v", name, r[i], err)
-				}
-				r[i] = strconv.FormatFloat(v, 'f', 2, 64)
+			if r[i] == "" || !moneyColumns[name] && !timeColumns[name] {
+				continue
 			}
+			cell, _ := excelize.CoordinatesToCellName(i+1, n+2)
+			if style := numFmt(t, f, sheets[0], cell); moneyColumns[name] && style != "#,##0.00" || timeColumns[name] && style != "yyyy-mm-dd hh:mm" {
+				t.Errorf("XLSX %s (%s) has the number format %q", cell, name, style)
+			}
+			v, err := strconv.ParseFloat(r[i], 64)
+			if err != nil {
+				t.Fatalf("XLSX %s (%s) %q is not a number: %v", cell, name, r[i], err)
+			}
+			if moneyColumns[name] {
+				r[i] = strconv.FormatFloat(v, 'f', 2, 64)
+				continue
+			}
+			at, err := excelize.ExcelDateToTime(v, false)
+			if err != nil {
+				t.Fatalf("XLSX %s (%s) %v: %v", cell, name, v, err)
+			}
+			r[i] = at.Round(time.Second).Format("2006-01-02 15:04:05")
 		}
 		out.rows = append(out.rows, r)
 	}
 	return out
+}
+
+// peopleSheet checks a worksheet is one for people — the given headings in
+// bold on a frozen first row, an autofilter over the table — and returns
+// its rows with raw cell values (numbers as numbers, dates as serials).
+func peopleSheet(t *testing.T, f *excelize.File, sheet string, headings []string) [][]string {
+	t.Helper()
+	rows, err := f.GetRows(sheet, excelize.Options{RawCellValue: true})
+	if err != nil {
+		t.Fatalf("XLSX: %v", err)
+	}
+	if len(rows) == 0 || !slices.Equal(rows[0], headings) {
+		t.Fatalf("XLSX headings %v, want %v", rows[:min(len(rows), 1)], headings)
+	}
+	panes, err := f.GetPanes(sheet)
+	if err != nil || !panes.Freeze || panes.YSplit != 1 || panes.TopLeftCell != "A2" {
+		t.Errorf("XLSX panes %+v (%v): the header row is not frozen", panes, err)
+	}
+	style, err := f.GetCellStyle(sheet, "A1")
+	if err != nil {
+		t.Fatalf("XLSX: %v", err)
+	}
+	if s, err := f.GetStyle(style); err != nil || s.Font == nil || !s.Font.Bold {
+		t.Errorf("XLSX: the header is not bold (%v)", err)
+	}
+	filtered := false
+	for _, d := range f.GetDefinedName() {
+		last, _ := excelize.CoordinatesToCellName(len(headings), max(len(rows), 2), true)
+		if d.Name == "_xlnm._FilterDatabase" && d.Scope == sheet && strings.HasSuffix(d.RefersTo, "!$A$1:"+last) {
+			filtered = true
+		}
+	}
+	if !filtered {
+		t.Errorf("XLSX: no autofilter over the table (defined names %+v)", f.GetDefinedName())
+	}
+	return rows
+}
+
+// numFmt is a cell's custom number format.
+func numFmt(t *testing.T, f *excelize.File, sheet, cell string) string {
+	t.Helper()
+	id, err := f.GetCellStyle(sheet, cell)
+	if err != nil {
+		t.Fatalf("XLSX %s: %v", cell, err)
+	}
+	s, err := f.GetStyle(id)
+	if err != nil {
+		t.Fatalf("XLSX %s: %v", cell, err)
+	}
+	if s.CustomNumFmt == nil {
+		return ""
+	}
+	return *s.CustomNumFmt
 }
 
 // parquetClue is the Parquet export's row as a reader sees it.

@@ -201,11 +201,14 @@ func TestCityScope_CountsAreOwnCityOnly(t *testing.T) {
 			if err != nil {
 				t.Fatalf("monthly report: %v", err)
 			}
-			sheetRows, err := f.GetRows(f.GetSheetList()[0])
-			f.Close()
-			if err != nil || len(sheetRows) != len(report.Items)+1 {
-				t.Fatalf("monthly report XLSX: %d rows (%v), the JSON has %d lines", len(sheetRows), err, len(report.Items))
+			sheetRows := peopleSheet(t, f, f.GetSheetList()[0], []string{"市州代码", "市州", "下发线索", "签收", "办结", "逾期未办结", "查实", "追回金额（元）"})
+			if len(sheetRows) != len(report.Items)+1 {
+				t.Fatalf("monthly report XLSX: %d rows, the JSON has %d lines", len(sheetRows), len(report.Items))
 			}
+			if recovered := numFmt(t, f, f.GetSheetList()[0], "H2"); len(report.Items) > 0 && recovered != "#,##0.00" {
+				t.Errorf("monthly report XLSX: the recovered amount's format is %q", recovered)
+			}
+			f.Close()
 			for _, row := range sheetRows[1:] {
 				if row[0] != city.code {
 					t.Errorf("the monthly report XLSX has a line for %s", row[0])

@@ -24,6 +24,25 @@ var ExportColumns = []string{"clue_id", "batch_id", "model", "model_version", "s
 	"person_id", "person_name", "institution_id", "institution_name", "city_code", "settlement_count",
 	"settlement_ids", "first_visit", "last_visit", "total_amount", "fund_amount", "narrative", "evidence", "follow_up_of"}
 
+// exportSheet is the XLSX export's columns for people: the same order as
+// ExportColumns, Chinese headings.
+var exportSheet = []sheetColumn{
+	{"线索编号", intCell, 10}, {"批次", intCell, 6}, {"模型", textCell, 18}, {"模型版本", textCell, 14}, {"风险等级", textCell, 8},
+	{"评分", amountCell, 12}, {"疑点", textCell, 16}, {"身份证号", textCell, 20}, {"姓名", textCell, 10}, {"机构编码", textCell, 14},
+	{"机构名称", textCell, 26}, {"市州代码", textCell, 10}, {"结算笔数", intCell, 8}, {"结算号", textCell, 24},
+	{"首次就诊", timeCell, 17}, {"末次就诊", timeCell, 17}, {"总金额（元）", amountCell, 14}, {"基金支付（元）", amountCell, 14},
+	{"线索描述", textCell, 60}, {"证据", textCell, 40}, {"前序线索", intCell, 10},
+}
+
+// ExportHeadings are the XLSX export's headings, column by column.
+func ExportHeadings() []string {
+	out := make([]string, len(exportSheet))
+	for i, c := range exportSheet {
+		out[i] = c.heading
+	}
+	return out
+}
+
 // Formats an export can take.
 var Formats = []string{"csv", "xlsx", "parquet"}
 
@@ -232,50 +251,37 @@ func (s *csvSink) close() error {
 	return s.buf.Flush()
 }
 
-// XLSX through excelize's stream writer, which spills rows to a temporary
-// file rather than holding the sheet in memory.
+// XLSX for people (sheet.go), through excelize's stream writer, which
+// spills rows to a temporary file instead of holding them.
 type xlsxSink struct {
-	f   *excelize.File
-	sw  *excelize.StreamWriter
-	w   io.Writer
-	row int
+	f     *excelize.File
+	sheet *peopleSheet
+	w     io.Writer
 }
 
 func newXLSXSink(w io.Writer, tmpDir string) (*xlsxSink, error) {
 	f := excelize.NewFile(excelize.Options{TmpDir: tmpDir})
-	sheet := "clues"
-	if err := f.SetSheetName("Sheet1", sheet); err != nil {
-		return nil, err
-	}
-	sw, err := f.NewStreamWriter(sheet)
+	sheet, err := newPeopleSheet(f, "线索", exportSheet)
 	if err != nil {
+		f.Close()
 		return nil, err
 	}
-	header := make([]any, len(ExportColumns))
-	for i, c := range ExportColumns {
-		header[i] = c
-	}
-	if err := sw.SetRow("A1", header); err != nil {
-		return nil, err
-	}
-	return &xlsxSink{f: f, sw: sw, w: w, row: 1}, nil
+	return &xlsxSink{f: f, sheet: sheet, w: w}, nil
 }
 
 func (s *xlsxSink) write(r *exportRow) error {
-	s.row++
 	var follow any
 	if r.FollowUpOf != nil {
 		follow = *r.FollowUpOf
 	}
-	cell, _ := excelize.CoordinatesToCellName(1, s.row)
-	return s.sw.SetRow(cell, []any{r.ClueID, r.BatchID, r.Model, r.ModelVersion, r.Severity, r.Score, r.Reasons,
+	return s.sheet.add(r.ClueID, r.BatchID, r.Model, r.ModelVersion, r.Severity, r.Score, r.Reasons,
 		r.PersonID, r.PersonName, r.InstitutionID, r.InstitutionName, r.CityCode, r.SettlementCount, r.SettlementIDs,
-		r.FirstVisit, r.LastVisit, r.TotalAmount, r.FundAmount, r.Narrative, r.Evidence, follow})
+		r.FirstVisit, r.LastVisit, r.TotalAmount, r.FundAmount, r.Narrative, r.Evidence, follow)
 }
 
 func (s *xlsxSink) close() error {
 	defer s.f.Close()
-	if err := s.sw.Flush(); err != nil {
+	if err := s.sheet.finish(); err != nil {
 		return err
 	}
 	// excelize's WriteTo builds the whole zip in a bytes.Buffer (memory

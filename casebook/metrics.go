@@ -152,20 +152,19 @@ func (c *Casebook) WriteReportXLSX(ctx context.Context, u User, month string, ci
 	}
 	f := excelize.NewFile(excelize.Options{TmpDir: c.TmpDir})
 	defer f.Close()
-	sheet := "督办月报 " + month
-	if err := f.SetSheetName("Sheet1", sheet); err != nil {
+	sheet, err := newPeopleSheet(f, "督办月报 "+month, []sheetColumn{{"市州代码", textCell, 10}, {"市州", textCell, 16},
+		{"下发线索", intCell, 10}, {"签收", intCell, 8}, {"办结", intCell, 8}, {"逾期未办结", intCell, 11}, {"查实", intCell, 8},
+		{"追回金额（元）", amountCell, 16}})
+	if err != nil {
 		return err
 	}
-	header := []any{"市州代码", "市州", "下发线索", "签收", "办结", "逾期未办结", "查实", "追回金额（元）"}
-	if err := f.SetSheetRow(sheet, "A1", &header); err != nil {
-		return err
-	}
-	for i, r := range rows {
-		cell, _ := excelize.CoordinatesToCellName(1, i+2)
-		line := []any{r.City, cityNames[r.City], r.Issued, r.Accepted, r.Closed, r.Overdue, r.Confirmed, r.Recovered}
-		if err := f.SetSheetRow(sheet, cell, &line); err != nil {
+	for _, r := range rows {
+		if err := sheet.add(r.City, cityNames[r.City], r.Issued, r.Accepted, r.Closed, r.Overdue, r.Confirmed, r.Recovered); err != nil {
 			return err
 		}
+	}
+	if err := sheet.finish(); err != nil {
+		return err
 	}
 	if _, err := f.WriteTo(w); err != nil {
 		return err
