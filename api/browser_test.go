@@ -6,12 +6,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
 	"collider/casebook"
@@ -90,6 +92,27 @@ func (b *browser) shot(what string) {
 	if err := os.WriteFile(file, png, 0o644); err != nil {
 		b.t.Fatal(err)
 	}
+}
+
+var pdfPage = regexp.MustCompile(`/Type\s*/Page\b`)
+
+// printed prints the page to A4 as the browser's print dialog would (the
+// print stylesheet applies), keeps the PDF beside the screenshots and
+// returns how many sheets it takes.
+func (b *browser) printed(what string) int {
+	b.t.Helper()
+	margin := 0.4 // inches
+	res, err := chromedp.Call(b.ctx, page.PrintToPDF, page.PrintToPDFParams{PaperWidth: 8.27, PaperHeight: 11.69,
+		MarginTop: &margin, MarginBottom: &margin, MarginLeft: &margin, MarginRight: &margin})
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	b.n++
+	file := filepath.Join(b.dir, fmt.Sprintf("%s-%02d-%s.pdf", b.name, b.n, what))
+	if err := os.WriteFile(file, res.Data, 0o644); err != nil {
+		b.t.Fatal(err)
+	}
+	return len(pdfPage.FindAll(res.Data, -1))
 }
 
 // open goes to a page and waits for it.
@@ -172,6 +195,11 @@ func TestBrowser_CityClosesALeadAndTheBoardShowsIt(t *testing.T) {
 		t.Fatalf("after 结案: %s; %s", got, b.text())
 	}
 	b.shot("lead-closed")
+	// Printed, the lead is a one-page 核查单 (the print stylesheet drops
+	// the navigation and the forms).
+	if n := b.printed("lead-print"); n != 1 {
+		t.Errorf("the printed lead takes %d pages, want 1", n)
+	}
 
 	p := newBrowser(t, e, "province")
 	p.signIn(asProvince)

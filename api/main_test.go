@@ -98,23 +98,6 @@ func getEnv(tb testing.TB) *testEnv {
 	return env
 }
 
-// serverRuns binds runs started over the API to the server's lifetime, as
-// `collider serve` does, not to the request that started them.
-type serverRuns struct {
-	p   *jobs.Pipeline
-	ctx context.Context
-}
-
-func (r serverRuns) Start(_ context.Context, trigger, by string) (int64, error) {
-	return r.p.Start(r.ctx, trigger, by)
-}
-func (r serverRuns) List(ctx context.Context, before int64, limit int) ([]jobs.RunRecord, error) {
-	return r.p.List(ctx, before, limit)
-}
-func (r serverRuns) Get(ctx context.Context, id int64) (jobs.RunRecord, error) {
-	return r.p.Get(ctx, id)
-}
-
 func setup() (_ *testEnv, err error) {
 	ctx := context.Background()
 	e := &testEnv{users: map[string]casebook.User{}, tokens: map[string]string{}}
@@ -203,7 +186,7 @@ func setup() (_ *testEnv, err error) {
 	}
 	srvCtx, cancel := context.WithCancel(ctx)
 	e.cancel = cancel
-	e.srv = api.New(api.Config{Store: e.store, Casebook: e.cb, Runs: serverRuns{p: e.pipeline, ctx: srvCtx},
+	e.srv = api.New(api.Config{Store: e.store, Casebook: e.cb, Runs: api.PipelineRuns(srvCtx, e.pipeline),
 		Models: api.Models{Catalog: cat, Previewer: e.wb.Previewer, Workbench: e.wb}, Log: log})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -102,6 +102,9 @@ type modelView struct {
 func (v modelView) Value(field string) string { return v.forms.Value("preview", field) }
 func (v modelView) Error(field string) string { return v.forms.Error("preview", field) }
 
+// ReasonLabel is one of the model's reason codes in Chinese.
+func (v modelView) ReasonLabel(code string) string { return v.Model.ReasonLabel(code) }
+
 // Precision writes a preview's precision counts.
 func (modelView) Precision(p models.PrecisionCounts) string {
 	if p.Value() < 0 {

@@ -16,7 +16,6 @@ import (
 
 	"collider/casebook"
 	"collider/domain"
-	"collider/feeds"
 	"collider/jobs"
 )
 
@@ -47,25 +46,12 @@ func idPager(cursor int64, ids []int64, limit int) pager {
 
 const pageSize = 50
 
-type batchesView struct {
-	Batches []casebook.Batch
-	Pager   pager
-}
-
 func (s *Server) batchesPage(c echo.Context) error {
-	cursor, err := pageCursor(c)
+	l, err := s.batchList(c).read(c, "/batches/export")
 	if err != nil {
 		return err
 	}
-	bs, err := s.Casebook.Batches(c.Request().Context(), user(c), cursor, pageSize)
-	if err != nil {
-		return err
-	}
-	ids := make([]int64, len(bs))
-	for i, b := range bs {
-		ids[i] = b.ID
-	}
-	return s.render(c, http.StatusOK, "batches", "线索批次", batchesView{Batches: bs, Pager: idPager(cursor, ids, pageSize)})
+	return s.render(c, http.StatusOK, "batches", "线索批次", l)
 }
 
 type batchView struct {
@@ -152,8 +138,7 @@ func (s *Server) boardPage(c echo.Context) error {
 func (s *Server) monthlyReportDownload(c echo.Context) error { return s.monthlyReport(c) }
 
 type runsView struct {
-	Runs  []jobs.RunRecord
-	Pager pager
+	List  listPage[jobs.RunRecord]
 	Error string
 }
 
@@ -161,27 +146,16 @@ var triggerNames = map[string]string{"schedule": "定时", "api": "接口/页面
 var stepNames = map[string]string{"discover": "发现交付", "load": "装载", "sandbox": "沙箱数据", "model": "模型", "publish": "发布批次", "route": "下发市州"}
 
 func (runsView) TriggerName(t string) string { return label(triggerNames, t) }
+func (runsView) StepName(n string) string    { return label(stepNames, n) }
 
 func (s *Server) runsPage(c echo.Context) error { return s.showRuns(c, http.StatusOK, "") }
 
 func (s *Server) showRuns(c echo.Context, status int, msg string) error {
-	r, err := s.runs()
+	l, err := s.runList(c).read(c, "/runs/export")
 	if err != nil {
 		return err
 	}
-	cursor, err := pageCursor(c)
-	if err != nil {
-		return err
-	}
-	runs, err := r.List(c.Request().Context(), cursor, pageSize)
-	if err != nil {
-		return err
-	}
-	ids := make([]int64, len(runs))
-	for i, x := range runs {
-		ids[i] = x.ID
-	}
-	return s.render(c, status, "runs", "运行", runsView{Runs: runs, Pager: idPager(cursor, ids, pageSize), Error: msg})
+	return s.render(c, status, "runs", "运行", runsView{List: l, Error: msg})
 }
 
 // startRunPage starts a run, as POST /api/v1/runs does; one already
@@ -202,11 +176,37 @@ func (s *Server) startRunPage(c echo.Context) error {
 }
 
 type runView struct {
-	Run jobs.RunRecord
+	Run    jobs.RunRecord
+	titles map[string]string
 }
 
 func (runView) TriggerName(t string) string { return label(triggerNames, t) }
 func (runView) StepName(n string) string    { return label(stepNames, n) }
+
+// StepDetail says what a step worked on in Chinese: a model's title, the
+// leads routed to each city ("620100:5 620500:3"), a delivery or the inbox
+// as they are named.
+func (v runView) StepDetail(step, detail string) string {
+	switch step {
+	case "model":
+		return titleOf(v.titles, detail)
+	case "load":
+		if feed, name, ok := strings.Cut(detail, "/"); ok {
+			return feedTitle(feed) + " / " + name
+		}
+	case "route":
+		var parts []string
+		for _, p := range strings.Fields(detail) {
+			city, n, ok := strings.Cut(p, ":")
+			if !ok {
+				return detail
+			}
+			parts = append(parts, fmt.Sprintf("%s %s 条", cityName(city), n))
+		}
+		return strings.Join(parts, "，")
+	}
+	return detail
+}
 
 // runPage shows a run; its JSON twin (?format=json) is what the page's
 // script polls while the run is busy.
@@ -226,50 +226,36 @@ func (s *Server) runPage(c echo.Context) error {
 	if c.QueryParam("format") == "json" {
 		out := map[string]any{"run_id": rec.ID, "status": rec.Status, "status_name": label(runStatusNames, rec.Status)}
 		if p := rec.Progress; p != nil {
-			out["progress"] = map[string]any{"step": p.Step, "step_name": label(stepNames, p.Step), "detail": p.Detail, "percent": p.Percent}
+			v := runView{titles: s.modelTitles()}
+			out["progress"] = map[string]any{"step": p.Step, "step_name": label(stepNames, p.Step), "detail": v.StepDetail(p.Step, p.Detail), "percent": p.Percent}
 		}
 		return c.JSON(http.StatusOK, out)
 	}
-	return s.render(c, http.StatusOK, "run", fmt.Sprintf("运行 #%d", id), runView{Run: rec})
+	return s.render(c, http.StatusOK, "run", fmt.Sprintf("运行 #%d", id), runView{Run: rec, titles: s.modelTitles()})
 }
 
 type deliveriesView struct {
-	Deliveries []jobs.DeliverySummary
-	Pager      pager
+	List listPage[jobs.DeliverySummary]
 }
 
-func (deliveriesView) FeedName(f string) string {
-	if c, err := feeds.Lookup(f); err == nil {
-		return c.Title
-	}
-	return f
-}
+func (deliveriesView) FeedName(f string) string { return feedTitle(f) }
 
 func (s *Server) deliveriesPage(c echo.Context) error {
-	cursor, err := pageCursor(c)
+	l, err := s.deliveryList(c).read(c, "/deliveries/export")
 	if err != nil {
 		return err
 	}
-	ds, err := s.Ledger.Deliveries(c.Request().Context(), cursor, pageSize)
-	if err != nil {
-		return err
-	}
-	ids := make([]int64, len(ds))
-	for i, d := range ds {
-		ids[i] = d.ID
-	}
-	return s.render(c, http.StatusOK, "deliveries", "数据交付", deliveriesView{Deliveries: ds, Pager: idPager(cursor, ids, pageSize)})
+	return s.render(c, http.StatusOK, "deliveries", "数据交付", deliveriesView{List: l})
 }
 
 func (s *Server) rejectsDownload(c echo.Context) error { return s.deliveryRejects(c) }
 
 type suppressionsView struct {
 	formState
-	Suppressions []casebook.Suppression
-	Models       []modelOption
-	Kinds        []string
-	Pager        pager
-	titles       map[string]string
+	List   listPage[casebook.Suppression]
+	Models []modelOption
+	Kinds  []string
+	titles map[string]string
 }
 
 var suppressionKinds = map[string]string{"person": "人员", "institution": "机构", "model_person": "模型与人员"}
@@ -284,20 +270,12 @@ func (s *Server) suppressionsPage(c echo.Context) error {
 }
 
 func (s *Server) showSuppressions(c echo.Context, status int, fs formState) error {
-	cursor, err := pageCursor(c)
+	l, err := s.suppressionList(c).read(c, "/suppressions/export")
 	if err != nil {
 		return err
 	}
-	items, err := s.Casebook.Suppressions(c.Request().Context(), user(c), cursor, pageSize)
-	if err != nil {
-		return err
-	}
-	ids := make([]int64, len(items))
-	for i, x := range items {
-		ids[i] = x.ID
-	}
-	return s.render(c, status, "suppressions", "白名单", suppressionsView{formState: fs, Suppressions: items, Models: s.modelOptions(),
-		Kinds: []string{"person", "institution", "model_person"}, Pager: idPager(cursor, ids, pageSize), titles: s.modelTitles()})
+	return s.render(c, status, "suppressions", "白名单", suppressionsView{formState: fs, List: l, Models: s.modelOptions(),
+		Kinds: []string{"person", "institution", "model_person"}, titles: s.modelTitles()})
 }
 
 func (s *Server) suppressPage(c echo.Context) error {
@@ -360,8 +338,7 @@ func (s *Server) revokeSuppressionPage(c echo.Context) error {
 }
 
 type auditView struct {
-	Entries []casebook.AuditEntry
-	Pager   pager
+	List listPage[casebook.AuditEntry]
 }
 
 var auditActions = map[string]string{"view": "查看个人信息", "download": "下载", "draft": "草稿预览", "suppress": "新增白名单", "unsuppress": "撤销白名单",
@@ -370,17 +347,9 @@ var auditActions = map[string]string{"view": "查看个人信息", "download": "
 func (auditView) AuditAction(a string) string { return label(auditActions, a) }
 
 func (s *Server) auditPage(c echo.Context) error {
-	cursor, err := pageCursor(c)
+	l, err := s.auditList(c).read(c, "/audit/export")
 	if err != nil {
 		return err
 	}
-	es, err := s.Casebook.AuditLog(c.Request().Context(), cursor, pageSize)
-	if err != nil {
-		return err
-	}
-	ids := make([]int64, len(es))
-	for i, x := range es {
-		ids[i] = x.ID
-	}
-	return s.render(c, http.StatusOK, "audit", "审计日志", auditView{Entries: es, Pager: idPager(cursor, ids, pageSize)})
+	return s.render(c, http.StatusOK, "audit", "审计日志", auditView{List: l})
 }

@@ -1,14 +1,18 @@
 package api_test
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/xuri/excelize/v2"
 
 	"collider/casebook"
 )
@@ -219,5 +223,76 @@ func TestPages_CSRFLogoutAndRevocation(t *testing.T) {
 	}
 	if r := v.get("/board"); r.status != http.StatusSeeOther {
 		t.Errorf("a revoked user's session: %s", r)
+	}
+}
+
+var totalRe = regexp.MustCompile(`共 <strong>([0-9,]+)</strong> 条`)
+
+// Every plain list page says how many rows it has, in all, and downloads
+// them all as CSV (the API's field names) and XLSX (Chinese headings, a
+// sheet for people), each download audited; another role cannot download.
+func TestPages_ListsCountAndDownload(t *testing.T) {
+	e := getEnv(t)
+	for _, l := range []struct {
+		path, as, table, field, heading string
+	}{
+		{"/batches", asProvince, "casebook.batches", "batch_id", "批次"},
+		{"/runs", asProvince, "casebook.runs", "run_id", "运行"},
+		{"/deliveries", asProvince, "deliveries", "delivery_id", "交付"},
+		{"/suppressions", asProvince, "casebook.suppressions", "id", "编号"},
+		{"/audit", asProvince, "casebook.audit", "audit_id", "编号"},
+		{"/users", asAdmin, "casebook.users", "id", "编号"},
+	} {
+		t.Run(strings.TrimPrefix(l.path, "/"), func(t *testing.T) {
+			p := signedIn(t, e, l.as)
+			var want int
+			e.scalar(t, &want, "SELECT count(*) FROM "+l.table)
+			m := totalRe.FindSubmatch(p.get(l.path).body)
+			if m == nil {
+				t.Fatalf("%s does not say how many rows it has", l.path)
+			}
+			if got, _ := strconv.Atoi(strings.ReplaceAll(string(m[1]), ",", "")); got != want && l.path != "/audit" {
+				t.Errorf("%s says 共 %d 条, the store has %d", l.path, got, want)
+			}
+			r := p.get(l.path + "/export?format=csv")
+			if r.status != http.StatusOK {
+				t.Fatalf("CSV: %s", r)
+			}
+			csvRows := readCSV(t, r.body)
+			if csvRows.header[0] != l.field || len(csvRows.rows) < want || l.path != "/audit" && len(csvRows.rows) != want {
+				t.Errorf("CSV: header %v and %d rows; the store has %d", csvRows.header, len(csvRows.rows), want)
+			}
+			ids := map[string]bool{}
+			for _, row := range csvRows.rows {
+				if ids[row[0]] {
+					t.Errorf("CSV: %s %s twice", l.field, row[0])
+				}
+				ids[row[0]] = true
+			}
+			r = p.get(l.path + "/export?format=xlsx")
+			if r.status != http.StatusOK {
+				t.Fatalf("XLSX: %s", r)
+			}
+			f, err := excelize.OpenReader(bytes.NewReader(r.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			sheet := f.GetSheetList()[0]
+			header, _ := f.GetRows(sheet)
+			rows := peopleSheet(t, f, sheet, header[0])
+			if header[0][0] != l.heading || len(rows)-1 < want {
+				t.Errorf("XLSX: headings %v and %d rows; the store has %d", header[0], len(rows)-1, want)
+			}
+			var audited int
+			e.scalar(t, &audited, "SELECT count(*) FROM casebook.audit WHERE action = 'download' AND object = ?", l.path+"/export?format=xlsx")
+			if audited == 0 {
+				t.Errorf("the download of %s is not audited", l.path)
+			}
+			other := signedIn(t, e, asCityOwn)
+			if r := other.get(l.path + "/export?format=csv"); r.status != http.StatusForbidden {
+				t.Errorf("a city downloads %s: %s", l.path, r)
+			}
+		})
 	}
 }

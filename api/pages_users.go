@@ -13,11 +13,10 @@ import (
 
 type usersView struct {
 	formState
-	Users             []casebook.User
+	List              listPage[casebook.User]
 	Roles             []string
 	Cities            []option
 	NewToken, NewUser string
-	Pager             pager
 }
 
 func (v usersView) Value(field string) string { return v.Values[field] }
@@ -26,19 +25,11 @@ func (v usersView) Error(field string) string { return v.Errors[field] }
 func (s *Server) usersPage(c echo.Context) error { return s.showUsers(c, http.StatusOK, usersView{}) }
 
 func (s *Server) showUsers(c echo.Context, status int, v usersView) error {
-	cursor, err := pageCursor(c)
-	if err != nil {
+	var err error
+	if v.List, err = s.userList(c).read(c, "/users/export"); err != nil {
 		return err
 	}
-	us, err := s.Casebook.Users(c.Request().Context(), cursor, pageSize)
-	if err != nil {
-		return err
-	}
-	ids := make([]int64, len(us))
-	for i, u := range us {
-		ids[i] = u.ID
-	}
-	v.Users, v.Roles, v.Cities, v.Pager = us, []string{"city", "province", "modeler", "admin"}, cityOptions(), idPager(cursor, ids, pageSize)
+	v.Roles, v.Cities = []string{"city", "province", "modeler", "admin"}, cityOptions()
 	return s.render(c, status, "users", "用户与令牌", v)
 }
 

@@ -17,6 +17,20 @@ type Runs interface {
 	Start(ctx context.Context, trigger, by string) (int64, error)
 	List(ctx context.Context, before int64, limit int) ([]jobs.RunRecord, error)
 	Get(ctx context.Context, id int64) (jobs.RunRecord, error)
+	Count(ctx context.Context) (int64, error)
+}
+
+// PipelineRuns is a pipeline's runs as the server starts them: bound to
+// ctx, the server's lifetime, not to the request that started them.
+func PipelineRuns(ctx context.Context, p *jobs.Pipeline) Runs { return pipelineRuns{p, ctx} }
+
+type pipelineRuns struct {
+	*jobs.Pipeline
+	ctx context.Context
+}
+
+func (r pipelineRuns) Start(_ context.Context, trigger, by string) (int64, error) {
+	return r.Pipeline.Start(r.ctx, trigger, by)
 }
 
 func (s *Server) runRoutes(v1 *echo.Group) {

@@ -127,3 +127,20 @@ func (c *Casebook) AuditLog(ctx context.Context, before int64, limit int) ([]Aud
 	}
 	return out, rows.Err()
 }
+
+// countable are the lists Count counts: each a whole table, read by the
+// roles its list is for (the province's batches, suppressions and audit
+// log; the operator's users).
+var countable = map[string]string{"batches": "casebook.batches", "suppressions": "casebook.suppressions",
+	"audit": "casebook.audit", "users": "casebook.users"}
+
+// Count says how many rows a whole list has (countable).
+func (c *Casebook) Count(ctx context.Context, list string) (int64, error) {
+	table, ok := countable[list]
+	if !ok {
+		return 0, domain.Errorf(domain.EINVALID, "no list %q to count", list)
+	}
+	var n int64
+	err := c.DB.QueryRowContext(ctx, "SELECT count(*) FROM "+table).Scan(&n)
+	return n, err
+}

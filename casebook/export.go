@@ -1,11 +1,8 @@
 package casebook
 
 import (
-	"archive/zip"
-	"bufio"
 	"context"
 	"database/sql"
-	"encoding/csv"
 	"fmt"
 	"io"
 	"strconv"
@@ -15,7 +12,6 @@ import (
 	"collider/domain"
 
 	"github.com/parquet-go/parquet-go"
-	"github.com/xuri/excelize/v2"
 )
 
 // ExportColumns are the columns of a clue export, in the order users'
@@ -26,19 +22,19 @@ var ExportColumns = []string{"clue_id", "batch_id", "model", "model_version", "s
 
 // exportSheet is the XLSX export's columns for people: the same order as
 // ExportColumns, Chinese headings.
-var exportSheet = []sheetColumn{
-	{"线索编号", intCell, 10}, {"批次", intCell, 6}, {"模型", textCell, 18}, {"模型版本", textCell, 14}, {"风险等级", textCell, 8},
-	{"评分", amountCell, 12}, {"疑点", textCell, 16}, {"身份证号", textCell, 20}, {"姓名", textCell, 10}, {"机构编码", textCell, 14},
-	{"机构名称", textCell, 26}, {"市州代码", textCell, 10}, {"结算笔数", intCell, 8}, {"结算号", textCell, 24},
-	{"首次就诊", timeCell, 17}, {"末次就诊", timeCell, 17}, {"总金额（元）", amountCell, 14}, {"基金支付（元）", amountCell, 14},
-	{"线索描述", textCell, 60}, {"证据", textCell, 40}, {"前序线索", intCell, 10},
+var exportSheet = []SheetColumn{
+	{"线索编号", IntCell, 10}, {"批次", IntCell, 6}, {"模型", TextCell, 18}, {"模型版本", TextCell, 14}, {"风险等级", TextCell, 8},
+	{"评分", AmountCell, 12}, {"疑点", TextCell, 16}, {"身份证号", TextCell, 20}, {"姓名", TextCell, 10}, {"机构编码", TextCell, 14},
+	{"机构名称", TextCell, 26}, {"市州代码", TextCell, 10}, {"结算笔数", IntCell, 8}, {"结算号", TextCell, 24},
+	{"首次就诊", TimeCell, 17}, {"末次就诊", TimeCell, 17}, {"总金额（元）", AmountCell, 14}, {"基金支付（元）", AmountCell, 14},
+	{"线索描述", TextCell, 60}, {"证据", TextCell, 40}, {"前序线索", IntCell, 10},
 }
 
 // ExportHeadings are the XLSX export's headings, column by column.
 func ExportHeadings() []string {
 	out := make([]string, len(exportSheet))
 	for i, c := range exportSheet {
-		out[i] = c.heading
+		out[i] = c.Heading
 	}
 	return out
 }
@@ -218,80 +214,37 @@ func (f ClueFilter) describe(page bool) string {
 func newSink(format string, w io.Writer, tmpDir string) (rowSink, error) {
 	switch format {
 	case "csv":
-		return newCSVSink(w)
+		t, err := newCSV(w, ExportColumns)
+		return csvSink{t}, err
 	case "xlsx":
-		return newXLSXSink(w, tmpDir)
+		sheet, err := NewSheet(w, tmpDir, "线索", exportSheet)
+		return xlsxSink{sheet}, err
 	case "parquet":
 		return &parquetSink{w: parquet.NewGenericWriter[exportRow](w, parquet.Compression(&parquet.Zstd)), batch: make([]exportRow, 0, 1024)}, nil
 	}
 	return nil, domain.Errorf(domain.EINVALID, "unknown format %q", format)
 }
 
-// CSV in UTF-8 with a byte-order mark, so that Excel opens Chinese text correctly.
-type csvSink struct {
-	buf *bufio.Writer
-	w   *csv.Writer
-}
+// CSV (table.go) with the spec's columns.
+type csvSink struct{ *csvTable }
 
-func newCSVSink(w io.Writer) (*csvSink, error) {
-	buf := bufio.NewWriterSize(w, 64<<10)
-	if _, err := buf.WriteString("\uFEFF"); err != nil {
-		return nil, err
-	}
-	s := &csvSink{buf: buf, w: csv.NewWriter(buf)}
-	return s, s.w.Write(ExportColumns)
-}
+func (s csvSink) write(r *exportRow) error { return s.w.Write(r.strings()) }
+func (s csvSink) close() error             { return s.Close() }
 
-func (s *csvSink) write(r *exportRow) error { return s.w.Write(r.strings()) }
-func (s *csvSink) close() error {
-	s.w.Flush()
-	if err := s.w.Error(); err != nil {
-		return err
-	}
-	return s.buf.Flush()
-}
+// XLSX for people (sheet.go).
+type xlsxSink struct{ *Sheet }
 
-// XLSX for people (sheet.go), through excelize's stream writer, which
-// spills rows to a temporary file instead of holding them.
-type xlsxSink struct {
-	f     *excelize.File
-	sheet *peopleSheet
-	w     io.Writer
-}
-
-func newXLSXSink(w io.Writer, tmpDir string) (*xlsxSink, error) {
-	f := excelize.NewFile(excelize.Options{TmpDir: tmpDir})
-	sheet, err := newPeopleSheet(f, "线索", exportSheet)
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	return &xlsxSink{f: f, sheet: sheet, w: w}, nil
-}
-
-func (s *xlsxSink) write(r *exportRow) error {
+func (s xlsxSink) write(r *exportRow) error {
 	var follow any
 	if r.FollowUpOf != nil {
 		follow = *r.FollowUpOf
 	}
-	return s.sheet.add(r.ClueID, r.BatchID, r.Model, r.ModelVersion, r.Severity, r.Score, r.Reasons,
+	return s.Add(r.ClueID, r.BatchID, r.Model, r.ModelVersion, r.Severity, r.Score, r.Reasons,
 		r.PersonID, r.PersonName, r.InstitutionID, r.InstitutionName, r.CityCode, r.SettlementCount, r.SettlementIDs,
 		r.FirstVisit, r.LastVisit, r.TotalAmount, r.FundAmount, r.Narrative, r.Evidence, follow)
 }
 
-func (s *xlsxSink) close() error {
-	defer s.f.Close()
-	if err := s.sheet.finish(); err != nil {
-		return err
-	}
-	// excelize's WriteTo builds the whole zip in a bytes.Buffer (memory
-	// growing with the export); a zip writer on w instead streams it, the
-	// sheet read back from the stream writer's temporary file. WriteTo's own
-	// buffer then stays empty.
-	s.f.SetZipWriter(func(io.Writer) excelize.ZipWriter { return zip.NewWriter(s.w) })
-	_, err := s.f.WriteTo(io.Discard)
-	return err
-}
+func (s xlsxSink) close() error { return s.Close() }
 
 // Parquet written in row groups, so memory stays bounded.
 type parquetSink struct {

@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"collider/domain"
-
-	"github.com/xuri/excelize/v2"
 )
 
 // Metric is the feedback on clues (反馈统计), per model version or per city:
@@ -150,23 +148,19 @@ func (c *Casebook) WriteReportXLSX(ctx context.Context, u User, month string, ci
 	if err != nil {
 		return err
 	}
-	f := excelize.NewFile(excelize.Options{TmpDir: c.TmpDir})
-	defer f.Close()
-	sheet, err := newPeopleSheet(f, "督办月报 "+month, []sheetColumn{{"市州代码", textCell, 10}, {"市州", textCell, 16},
-		{"下发线索", intCell, 10}, {"签收", intCell, 8}, {"办结", intCell, 8}, {"逾期未办结", intCell, 11}, {"查实", intCell, 8},
-		{"追回金额（元）", amountCell, 16}})
+	sheet, err := NewSheet(w, c.TmpDir, "督办月报 "+month, []SheetColumn{{"市州代码", TextCell, 10}, {"市州", TextCell, 16},
+		{"下发线索", IntCell, 10}, {"签收", IntCell, 8}, {"办结", IntCell, 8}, {"逾期未办结", IntCell, 11}, {"查实", IntCell, 8},
+		{"追回金额（元）", AmountCell, 16}})
 	if err != nil {
 		return err
 	}
+	defer sheet.Discard()
 	for _, r := range rows {
-		if err := sheet.add(r.City, cityNames[r.City], r.Issued, r.Accepted, r.Closed, r.Overdue, r.Confirmed, r.Recovered); err != nil {
+		if err := sheet.Add(r.City, cityNames[r.City], r.Issued, r.Accepted, r.Closed, r.Overdue, r.Confirmed, r.Recovered); err != nil {
 			return err
 		}
 	}
-	if err := sheet.finish(); err != nil {
-		return err
-	}
-	if _, err := f.WriteTo(w); err != nil {
+	if err := sheet.Close(); err != nil {
 		return err
 	}
 	return c.Audit(context.WithoutCancel(ctx), u, "download", "report.xlsx?month="+month, int64(len(rows)), "")

@@ -95,7 +95,7 @@ func (c *Casebook) Publish(ctx context.Context, conn *sql.Conn, in PublishInput)
 				[]any{domain.DBTime(now), domain.DBTime(now), c.dueDays("high"), c.dueDays("medium"), c.dueDays("low"), domain.DBTime(now)}},
 			{"route events", fmt.Sprintf(`INSERT INTO casebook.lead_events
 				SELECT nextval('casebook.event_ids'), n.clue_id, ?, NULL, 'collider', 'system', 'route', NULL, 'new', c.city_code, NULL, NULL, ?
-				FROM %s c JOIN %s n USING (clue_no)`, m.ClueTable, ids), []any{domain.DBTime(now), fmt.Sprintf("batch %d", batchID)}},
+				FROM %s c JOIN %s n USING (clue_no)`, m.ClueTable, ids), []any{domain.DBTime(now), fmt.Sprintf("第 %d 批线索", batchID)}},
 			{"record model version", `INSERT OR IGNORE INTO casebook.model_versions VALUES (?, ?, ?, ?, ?, ?)`,
 				[]any{m.Version, m.Model, m.Title, m.SQL, m.Params, domain.DBTime(now)}},
 			{"drop ids", "DROP TABLE " + ids, nil},

@@ -1,12 +1,16 @@
 // This file writes worksheets for people, not scripts: Chinese headings in
 // bold on a frozen first row, an autofilter, amounts as numbers shown with
 // two decimals and thousands separators, dates and times as Excel dates.
-// (CSV keeps the spec's machine column names for scripts.) Rows stream
-// through excelize's stream writer, so memory stays bounded.
+// (CSV keeps machine column names for scripts.) Rows stream through
+// excelize's stream writer, which spills them to a temporary file, and the
+// workbook streams out as it is zipped, so memory stays bounded.
 package casebook
 
 import (
+	"archive/zip"
+	"encoding/json"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/xuri/excelize/v2"
@@ -14,102 +18,128 @@ import (
 	"collider/domain"
 )
 
-// cellKind is how a column's values are written.
-type cellKind int
+// CellKind is how a column's values are written.
+type CellKind int
 
 const (
-	textCell cellKind = iota
-	intCell
-	amountCell
-	timeCell // a wall-clock time (China Standard Time) as "2006-01-02 15:04:05" text or a time.Time
+	TextCell CellKind = iota
+	IntCell
+	AmountCell // a number shown as 12,345.67
+	TimeCell   // a China wall-clock time: a time.Time, a *time.Time or "2006-01-02 15:04:05" text
 )
 
-// sheetColumn is one column of a worksheet for people.
-type sheetColumn struct {
-	heading string
-	kind    cellKind
-	width   float64
+// SheetColumn is one column of a worksheet for people.
+type SheetColumn struct {
+	Heading string
+	Kind    CellKind
+	Width   float64 // in characters; 0: Excel's default
 }
 
-type peopleSheet struct {
+// Sheet is a workbook of one worksheet for people, written to its writer
+// by Close.
+type Sheet struct {
 	f                *excelize.File
 	sw               *excelize.StreamWriter
+	w                io.Writer
 	name             string
-	cols             []sheetColumn
+	cols             []SheetColumn
 	row              int
 	amount, datetime int
 }
 
-func newPeopleSheet(f *excelize.File, name string, cols []sheetColumn) (*peopleSheet, error) {
-	if err := f.SetSheetName("Sheet1", name); err != nil {
+// NewSheet starts a workbook with one worksheet of the given columns;
+// tmpDir is where its rows spill ("": the system's).
+func NewSheet(w io.Writer, tmpDir, name string, cols []SheetColumn) (*Sheet, error) {
+	s := &Sheet{f: excelize.NewFile(excelize.Options{TmpDir: tmpDir}), w: w, name: name, cols: cols, row: 1}
+	if err := s.start(); err != nil {
+		s.Discard()
 		return nil, err
 	}
-	sw, err := f.NewStreamWriter(name)
-	if err != nil {
-		return nil, err
+	return s, nil
+}
+
+func (s *Sheet) start() error {
+	f := s.f
+	if err := f.SetSheetName("Sheet1", s.name); err != nil {
+		return err
 	}
-	s := &peopleSheet{f: f, sw: sw, name: name, cols: cols, row: 1}
+	var err error
+	if s.sw, err = f.NewStreamWriter(s.name); err != nil {
+		return err
+	}
 	head, err := f.NewStyle(&excelize.Style{Font: &excelize.Font{Bold: true},
 		Fill: excelize.Fill{Type: "pattern", Pattern: 1, Color: []string{"DCE6F0"}}})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	amountFmt := "#,##0.00"
+	amountFmt, dateFmt := "#,##0.00", "yyyy-mm-dd hh:mm"
 	if s.amount, err = f.NewStyle(&excelize.Style{CustomNumFmt: &amountFmt}); err != nil {
-		return nil, err
+		return err
 	}
-	dateFmt := "yyyy-mm-dd hh:mm"
 	if s.datetime, err = f.NewStyle(&excelize.Style{CustomNumFmt: &dateFmt}); err != nil {
-		return nil, err
+		return err
 	}
-	if err := sw.SetPanes(&excelize.Panes{Freeze: true, YSplit: 1, TopLeftCell: "A2", ActivePane: "bottomLeft"}); err != nil {
-		return nil, err
+	if err := s.sw.SetPanes(&excelize.Panes{Freeze: true, YSplit: 1, TopLeftCell: "A2", ActivePane: "bottomLeft"}); err != nil {
+		return err
 	}
-	for i, c := range cols {
-		if c.width > 0 {
-			if err := sw.SetColWidth(i+1, i+1, c.width); err != nil {
-				return nil, err
+	header := make([]any, len(s.cols))
+	for i, c := range s.cols {
+		header[i] = excelize.Cell{StyleID: head, Value: c.Heading}
+		if c.Width > 0 {
+			if err := s.sw.SetColWidth(i+1, i+1, c.Width); err != nil {
+				return err
 			}
 		}
 	}
-	header := make([]any, len(cols))
-	for i, c := range cols {
-		header[i] = excelize.Cell{StyleID: head, Value: c.heading}
-	}
-	return s, sw.SetRow("A1", header)
+	return s.sw.SetRow("A1", header)
 }
 
-// add writes one row; values follow the columns.
-func (s *peopleSheet) add(values ...any) error {
+// Add writes one row; values follow the columns.
+func (s *Sheet) Add(values ...any) error {
 	s.row++
 	row := make([]any, len(values))
 	for i, v := range values {
-		row[i] = v
-		if i >= len(s.cols) || v == nil {
-			continue
-		}
-		switch s.cols[i].kind {
-		case amountCell:
-			row[i] = excelize.Cell{StyleID: s.amount, Value: v}
-		case timeCell:
-			switch t := v.(type) {
-			case string:
-				if t == "" {
-					row[i] = nil
-					continue
-				}
-				parsed, err := time.ParseInLocation("2006-01-02 15:04:05", t, domain.ChinaTime)
-				if err != nil {
-					continue // written as the text it is
-				}
-				row[i] = excelize.Cell{StyleID: s.datetime, Value: wallClock(parsed)}
-			case time.Time:
-				row[i] = excelize.Cell{StyleID: s.datetime, Value: wallClock(t)}
+		switch x := v.(type) { // what a spreadsheet cannot hold as it is
+		case *int64:
+			v = nil
+			if x != nil {
+				v = *x
 			}
+		case json.RawMessage:
+			v = string(x)
+		}
+		row[i] = v
+		if i < len(s.cols) && v != nil {
+			row[i] = s.cell(s.cols[i].Kind, v)
 		}
 	}
 	cell, _ := excelize.CoordinatesToCellName(1, s.row)
 	return s.sw.SetRow(cell, row)
+}
+
+func (s *Sheet) cell(kind CellKind, v any) any {
+	switch kind {
+	case AmountCell:
+		return excelize.Cell{StyleID: s.amount, Value: v}
+	case TimeCell:
+		switch t := v.(type) {
+		case *time.Time:
+			if t == nil {
+				return nil
+			}
+			return excelize.Cell{StyleID: s.datetime, Value: wallClock(*t)}
+		case time.Time:
+			return excelize.Cell{StyleID: s.datetime, Value: wallClock(t)}
+		case string:
+			if t == "" {
+				return nil
+			}
+			if parsed, err := time.ParseInLocation("2006-01-02 15:04:05", t, domain.ChinaTime); err == nil {
+				return excelize.Cell{StyleID: s.datetime, Value: wallClock(parsed)}
+			}
+		}
+	}
+	return v
 }
 
 // wallClock is a China wall-clock time as Excel holds it: a date without a
@@ -119,11 +149,29 @@ func wallClock(t time.Time) time.Time {
 	return time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), t.Second(), 0, time.UTC)
 }
 
-// finish flushes the rows and puts an autofilter on the header.
-func (s *peopleSheet) finish() error {
+// Close puts an autofilter on the table and writes the workbook.
+func (s *Sheet) Close() error {
+	defer s.Discard()
 	if err := s.sw.Flush(); err != nil {
 		return err
 	}
 	last, _ := excelize.CoordinatesToCellName(len(s.cols), max(s.row, 2))
-	return s.f.AutoFilter(s.name, fmt.Sprintf("A1:%s", last), nil)
+	if err := s.f.AutoFilter(s.name, fmt.Sprintf("A1:%s", last), nil); err != nil {
+		return err
+	}
+	// excelize's WriteTo builds the whole zip in a bytes.Buffer (memory
+	// growing with the sheet); a zip writer on w instead streams it, the
+	// sheet read back from the stream writer's temporary file. WriteTo's own
+	// buffer then stays empty.
+	s.f.SetZipWriter(func(io.Writer) excelize.ZipWriter { return zip.NewWriter(s.w) })
+	_, err := s.f.WriteTo(io.Discard)
+	return err
+}
+
+// Discard drops the workbook and its temporary files (after Close: nothing).
+func (s *Sheet) Discard() {
+	if s.f != nil {
+		s.f.Close()
+		s.f = nil
+	}
 }

@@ -83,6 +83,13 @@ func (l *Ledger) Deliveries(ctx context.Context, before int64, limit int) ([]Del
 	return out, rows.Err()
 }
 
+// Count says how many deliveries the ledger holds.
+func (l *Ledger) Count(ctx context.Context) (int64, error) {
+	var n int64
+	err := l.DB.QueryRowContext(ctx, "SELECT count(*) FROM deliveries").Scan(&n)
+	return n, err
+}
+
 // Delivery returns one delivery's summary.
 func (l *Ledger) Delivery(ctx context.Context, id int64) (DeliverySummary, error) {
 	d, err := scanSummary(l.DB.QueryRowContext(ctx, "SELECT "+summaryColumns+" FROM deliveries WHERE delivery_id = ?", id))

@@ -183,6 +183,13 @@ func (p *Pipeline) List(ctx context.Context, before int64, limit int) ([]RunReco
 	return runs, nil
 }
 
+// Count says how many runs there have been.
+func (p *Pipeline) Count(ctx context.Context) (int64, error) {
+	var n int64
+	err := p.Store.DB.QueryRowContext(ctx, "SELECT count(*) FROM casebook.runs").Scan(&n)
+	return n, err
+}
+
 // Get returns a run with its steps and, while it runs, its progress.
 func (p *Pipeline) Get(ctx context.Context, id int64) (RunRecord, error) {
 	r, err := GetRun(ctx, p.Store.DB, id)
@@ -350,17 +357,17 @@ func (p *Pipeline) run(ctx context.Context, rl *runLog) Outcome {
 	p.observer().Published(batch, out.Models)
 	dropTemp(ctx, conn)
 
-	no, start = rl.begin(ctx, "route", fmt.Sprintf("batch %d", batch.ID), 0)
+	no, start = rl.begin(ctx, "route", "", 0)
 	byCity, err := p.Casebook.RoutedByCity(ctx, batch.ID)
 	rl.end(ctx, no, start, stepStatus(err), batch.Clues, err)
 	if err == nil && len(byCity) > 0 {
 		var parts []string
 		for city, n := range byCity {
-			parts = append(parts, fmt.Sprintf("%s:%d", city, n))
+			parts = append(parts, fmt.Sprintf("%s:%d", city, n)) // city code:leads, as the page reads them
 		}
 		sort.Strings(parts)
 		p.Store.DB.ExecContext(context.WithoutCancel(ctx), "UPDATE casebook.run_steps SET detail = ? WHERE run_id = ? AND step_no = ?",
-			fmt.Sprintf("batch %d → %s", batch.ID, strings.Join(parts, " ")), rl.id, no)
+			strings.Join(parts, " "), rl.id, no)
 	}
 	if len(out.Failed()) > 0 {
 		var names []string
@@ -379,7 +386,7 @@ func (p *Pipeline) refreshSnapshot(ctx context.Context, rl *runLog, log *slog.Lo
 	if p.Snapshot == nil {
 		return
 	}
-	no, start := rl.begin(ctx, "sandbox", "drafts' pseudonymized snapshot", 0)
+	no, start := rl.begin(ctx, "sandbox", "", 0)
 	r, err := p.Snapshot.Refresh(ctx)
 	if err != nil && ctx.Err() == nil {
 		log.Error("sandbox snapshot", "err", err)

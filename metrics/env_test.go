@@ -90,7 +90,7 @@ func newEnv(t *testing.T) *env {
 	e.pipeline = &jobs.Pipeline{Store: e.store, Casebook: e.cb, Catalog: cat, Inbox: e.inbox, Log: log, Observer: e.gate}
 
 	srvCtx, cancel := context.WithCancel(ctx)
-	srv := api.New(api.Config{Store: e.store, Casebook: e.cb, Runs: serverRuns{p: e.pipeline, ctx: srvCtx}, Log: log,
+	srv := api.New(api.Config{Store: e.store, Casebook: e.cb, Runs: api.PipelineRuns(srvCtx, e.pipeline), Log: log,
 		Models: api.Models{Catalog: cat, Previewer: &jobs.Previewer{Store: e.store, Catalog: cat}}})
 	srv.Registry().MustRegister(series, metrics.NewState(e.cb, log))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -355,23 +355,6 @@ func (g *gate) Progress(p jobs.Progress) {
 func (g *gate) RunFinished(trigger, status string) {
 	g.Pipeline.RunFinished(trigger, status)
 	g.finished <- status
-}
-
-// serverRuns binds runs started over the API to the server's lifetime, as
-// `collider serve` does.
-type serverRuns struct {
-	p   *jobs.Pipeline
-	ctx context.Context
-}
-
-func (r serverRuns) Start(_ context.Context, trigger, by string) (int64, error) {
-	return r.p.Start(r.ctx, trigger, by)
-}
-func (r serverRuns) List(ctx context.Context, before int64, limit int) ([]jobs.RunRecord, error) {
-	return r.p.List(ctx, before, limit)
-}
-func (r serverRuns) Get(ctx context.Context, id int64) (jobs.RunRecord, error) {
-	return r.p.Get(ctx, id)
 }
 
 // lockedBuffer collects the log from every goroutine.

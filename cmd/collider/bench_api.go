@@ -100,7 +100,7 @@ func benchAPI(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	srvCtx, stop := context.WithCancel(ctx)
 	defer stop()
-	srv := api.New(api.Config{Store: s, Casebook: cb, Runs: &serverRuns{p: p, ctx: srvCtx}})
+	srv := api.New(api.Config{Store: s, Casebook: cb, Runs: api.PipelineRuns(srvCtx, p)})
 	go srv.Serve(srvCtx, ln, 5*time.Second)
 	base := "http://" + ln.Addr().String()
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *clients}, Timeout: 30 * time.Second}

@@ -97,7 +97,13 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	base := "http://" + ln.Addr().String()
 	fmt.Fprintf(stdout, `
-4. serving the API on %[1]s until Ctrl-C. Try:
+4. serving the pages and the API on %[1]s until Ctrl-C.
+   Pages: open %[1]s/login in a browser and sign in with one of the tokens above:
+     省级专班 (province) %[2]s  → 督办看板, 批次, 运行, 审计
+     兰州市医保局 (city)  %[3]s  → 线索收件箱: 签收, 核查, 结案, 退回
+     建模组 (modeler)     %[4]s  → 模型: 参数预览, 草稿提交
+     运维 (admin)         %[6]s  → 用户与令牌
+   API:
    curl -s %[1]s/healthz
    curl -s -H 'Authorization: Bearer %[2]s' %[1]s/api/v1/batches
    curl -s -H 'Authorization: Bearer %[3]s' '%[1]s/api/v1/leads?limit=3'
@@ -106,7 +112,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
    curl -s -H 'Authorization: Bearer %[3]s' -H 'Content-Type: application/json' \
         -d '{"action":"accept"}' %[1]s/api/v1/leads/LEAD_ID/events
    curl -s %[1]s/api/v1/openapi.json
-`, base, tokens[casebook.RoleProvince], tokens[casebook.RoleCity], tokens[casebook.RoleModeler], out.BatchID)
+`, base, tokens[casebook.RoleProvince], tokens[casebook.RoleCity], tokens[casebook.RoleModeler], out.BatchID, tokens[casebook.RoleAdmin])
 	if err := serve(ctx, s, cfg, ln, slog.Default(), nil, stderr); err != nil {
 		return fail(err)
 	}

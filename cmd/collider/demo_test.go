@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"os/exec"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -43,8 +46,8 @@ func TestDemo_RunsTheWholeJobAndServes(t *testing.T) {
 		switch {
 		case strings.HasPrefix(line, "3. demo users"):
 			section = "users"
-		case strings.HasPrefix(line, "4. serving the API on "):
-			base = strings.Fields(strings.TrimPrefix(line, "4. serving the API on "))[0]
+		case strings.HasPrefix(line, "4. serving the pages and the API on "):
+			base = strings.Fields(strings.TrimPrefix(line, "4. serving the pages and the API on "))[0]
 		case section == "users":
 			if f := strings.Fields(line); len(f) >= 3 {
 				if _, ok := tokens[f[0]]; !ok {
@@ -52,6 +55,11 @@ func TestDemo_RunsTheWholeJobAndServes(t *testing.T) {
 				}
 			}
 		}
+	}
+	// The pages' address and a sign-in token per role follow.
+	var pages strings.Builder
+	for lines.Scan() && !strings.HasPrefix(lines.Text(), "   API:") {
+		pages.WriteString(lines.Text() + "\n")
 	}
 	go io.Copy(io.Discard, stdout)
 	if base == "" {
@@ -62,6 +70,16 @@ func TestDemo_RunsTheWholeJobAndServes(t *testing.T) {
 			t.Fatalf("no %s token printed:\n%s", role, printed.String())
 		}
 	}
+	if !strings.Contains(pages.String(), base+"/login") {
+		t.Errorf("the demo does not say where the pages are:\n%s", pages.String())
+	}
+	for _, role := range []string{"province", "city", "modeler", "admin"} {
+		if !strings.Contains(pages.String(), "("+role+")") || !strings.Contains(pages.String(), tokens[role]) {
+			t.Errorf("the pages' sign-in token for %s is not printed:\n%s", role, pages.String())
+		}
+	}
+	signInPage(t, base, tokens["province"], "/board", "督办看板")
+	signInPage(t, base, tokens["city"], "/leads", "线索收件箱")
 	get := func(path, token string, out any) int {
 		req, _ := http.NewRequest("GET", base+path, nil)
 		if token != "" {
@@ -128,5 +146,36 @@ func TestDemo_RunsTheWholeJobAndServes(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("the demo did not stop within 20 s of SIGTERM")
+	}
+}
+
+var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+// signInPage signs in through the sign-in form with a token and expects
+// the role's home page.
+func signInPage(t *testing.T, base, token, home, heading string) {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	client := &http.Client{Jar: jar}
+	page := func(resp *http.Response, err error) string {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %d", resp.Request.URL, resp.StatusCode)
+		}
+		return string(b)
+	}
+	m := csrfField.FindStringSubmatch(page(client.Get(base + "/login")))
+	if m == nil {
+		t.Fatal("the sign-in form has no CSRF token")
+	}
+	resp, err := client.PostForm(base+"/login", url.Values{"token": {token}, "csrf": {m[1]}})
+	body := page(resp, err)
+	if resp.Request.URL.Path != home || !strings.Contains(body, heading) {
+		t.Errorf("signed in with the demo's token: at %s, want %s with %s", resp.Request.URL.Path, home, heading)
 	}
 }

@@ -124,7 +124,7 @@ func serve(ctx context.Context, s *store.Store, cfg Config, ln net.Listener, log
 		defer bs.Stop()
 		log.Info("backup schedule", "spec", spec, "zone", jobs.ScheduleZone, "dir", b.Dir, "keep", b.Keep, "next", bs.Next().Format(time.RFC3339))
 	}
-	srv := api.New(api.Config{Store: s, Casebook: cb, Runs: &serverRuns{p: p, ctx: runCtx}, Log: log,
+	srv := api.New(api.Config{Store: s, Casebook: cb, Runs: api.PipelineRuns(runCtx, p), Log: log,
 		Models: api.Models{Catalog: cat, Previewer: wb.Previewer, Workbench: wb}})
 	srv.Registry().MustRegister(series, metrics.NewState(cb, log))
 	errc := make(chan error, 1)
@@ -149,20 +149,4 @@ func serve(ctx context.Context, s *store.Store, cfg Config, ln net.Listener, log
 		return nil
 	}
 	return err
-}
-
-// serverRuns starts runs bound to the server's lifetime, not the request's.
-type serverRuns struct {
-	p   *jobs.Pipeline
-	ctx context.Context
-}
-
-func (r *serverRuns) Start(_ context.Context, trigger, by string) (int64, error) {
-	return r.p.Start(r.ctx, trigger, by)
-}
-func (r *serverRuns) List(ctx context.Context, before int64, limit int) ([]jobs.RunRecord, error) {
-	return r.p.List(ctx, before, limit)
-}
-func (r *serverRuns) Get(ctx context.Context, id int64) (jobs.RunRecord, error) {
-	return r.p.Get(ctx, id)
 }
