@@ -75,7 +75,7 @@ func (w *Workbench) Start(ctx context.Context, shipped []*models.Model) error {
 			continue
 		}
 		d := casebook.ModelDraft{Model: m.Name, Version: v, BaseVersion: cur.Version, Source: "shipped",
-			Note: "shipped with collider", Status: casebook.DraftShipped, TestsPassed: true}
+			Note: "随 collider 程序发布的版本", Status: casebook.DraftShipped, TestsPassed: true}
 		d.Text, d.File, d.TestsFile, d.Tests = splitText(m)
 		goLive := !isLive || cur.Action == "ship"
 		if !goLive {
