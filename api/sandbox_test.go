@@ -100,7 +100,7 @@ func TestSandbox_DraftsSeeNoStorePathsAndNoCasebook(t *testing.T) {
 	if !strings.Contains(body, "settlements") {
 		t.Fatalf("the probe shows no table at all: it proves nothing: %s", body)
 	}
-	for _, bad := range []string{e.dir + "/data/feeds.duckdb", e.dir + "/data/casebook.duckdb", "casebook.", "token_hash", "pseudonyms", "audit", e.dir + "/inbox"} {
+	for _, bad := range []string{e.dir + "/data/feeds.duckdb", e.dir + "/data/casebook.duckdb", e.dir + "/data/sandbox", "casebook.", "token_hash", "pseudonyms", "audit", e.dir + "/inbox"} {
 		if strings.Contains(body, bad) {
 			t.Errorf("a draft sees %q", bad)
 		}

@@ -152,7 +152,17 @@ func (sb *Sandbox) run(ctx context.Context, req sandboxRequest) (*models.Preview
 	req.Scratch = scratch
 	var out *models.Preview
 	err = sb.Snapshot.Read(ctx, func(path string) error {
-		req.Snapshot = path
+		// The child opens the snapshot through a hard link in its own
+		// directory: what a draft can list of its databases names no file
+		// of the store. (A symbolic link, where the two are on different
+		// file systems, shows the snapshot's path: nothing a draft could
+		// open, with no file access.)
+		req.Snapshot = filepath.Join(scratch, filepath.Base(path))
+		if err := os.Link(path, req.Snapshot); err != nil {
+			if err := os.Symlink(path, req.Snapshot); err != nil {
+				return fmt.Errorf("sandbox: %w", err)
+			}
+		}
 		out, err = sb.spawn(ctx, req, lim)
 		return err
 	})
@@ -312,10 +322,7 @@ func previewInSandbox(ctx context.Context, req sandboxRequest) (*models.Preview,
 // previewSnapshot opens the snapshot read-only under the draft's limits and
 // previews the draft on it.
 func previewSnapshot(ctx context.Context, req sandboxRequest, limits store.Options, runner models.Runner, draft, live *models.Model) (*models.Preview, error) {
-	opts := limits
-	opts.Dir, opts.ReadOnly, opts.FeedsOnly = filepath.Dir(req.Snapshot), true, true
-	opts.TempDir = filepath.Join(req.Scratch, "tmp")
-	s, err := store.Open(ctx, opts)
+	s, err := openSandboxed(ctx, req.Snapshot, req.Scratch, limits)
 	if err != nil {
 		return nil, fmt.Errorf("sandbox snapshot: %w", err)
 	}
@@ -331,6 +338,16 @@ func previewSnapshot(ctx context.Context, req sandboxRequest, limits store.Optio
 		popt.Outcomes = []models.Outcome{}
 	}
 	return runner.Preview(ctx, conn, popt)
+}
+
+// openSandboxed opens a snapshot as a draft sees it: read-only, the feeds
+// alone, external access off, the configuration locked, under the limits,
+// spilling into the draft's own directory.
+func openSandboxed(ctx context.Context, snapshot, scratch string, limits store.Options) (*store.Store, error) {
+	opts := limits
+	opts.Dir, opts.ReadOnly, opts.FeedsOnly, opts.Lock = filepath.Dir(snapshot), true, true, true
+	opts.TempDir = filepath.Join(scratch, "tmp")
+	return store.Open(ctx, opts)
 }
 
 // draftError says what a draft may not do when DuckDB refused it for that,
