@@ -67,7 +67,12 @@ could not run.`)
 			return fail(fmt.Errorf("no store in %s: %w", cfg.Data, err))
 		}
 		// Read-only: a check changes nothing, not even a newer migration.
-		s, err := store.Open(ctx, store.Options{Dir: cfg.Data, MemoryLimit: cfg.MemoryLimit, Threads: cfg.Threads, TempDir: cfg.TempDir, ReadOnly: true})
+		opts, err := storeOptions(cfg)
+		if err != nil {
+			return fail(err)
+		}
+		opts.ReadOnly = true
+		s, err := store.Open(ctx, opts)
 		if errors.Is(err, store.ErrInUse) {
 			return fail(fmt.Errorf("%w\nwhile the server holds the store, check it through the server: collider check --server URL --token-file F", err))
 		}

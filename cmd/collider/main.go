@@ -110,15 +110,24 @@ func logLevel(command string) slog.Level {
 // store reads files only in the inbox, the drafts' snapshot directory and
 // the extra directories given (a delivery loaded by hand).
 func openStore(ctx context.Context, cfg Config, files ...string) (*store.Store, error) {
+	opts, err := storeOptions(cfg, files...)
+	if err != nil {
+		return nil, err
+	}
+	return store.Open(ctx, opts)
+}
+
+// storeOptions are the store options a configuration names.
+func storeOptions(cfg Config, files ...string) (store.Options, error) {
 	if strings.TrimSpace(cfg.Data) == "" {
-		return nil, fmt.Errorf("--data is required (or COLLIDER_DATA, or data: in the config file)")
+		return store.Options{}, fmt.Errorf("--data is required (or COLLIDER_DATA, or data: in the config file)")
 	}
 	files = append(files, snapshotDir(cfg))
 	if cfg.Inbox != "" {
 		files = append(files, cfg.Inbox)
 	}
-	return store.Open(ctx, store.Options{Dir: cfg.Data, MemoryLimit: cfg.MemoryLimit, Threads: cfg.Threads, TempDir: cfg.TempDir,
-		MaxTempSize: cfg.MaxTempSize, Files: files})
+	return store.Options{Dir: cfg.Data, MemoryLimit: cfg.MemoryLimit, Threads: cfg.Threads, TempDir: cfg.TempDir,
+		MaxTempSize: cfg.MaxTempSize, Files: files}, nil
 }
 
 // snapshotDir holds the drafts' pseudonymized snapshot.
