@@ -45,6 +45,11 @@ func labelled[T any](name, heading string, width float64, value func(T) string, 
 	return c
 }
 
+// labels says machine values in Chinese by a table of names.
+func labels(names map[string]string) func(string) string {
+	return func(v string) string { return label(names, v) }
+}
+
 // listPage is what a list's template gets.
 type listPage[T any] struct {
 	Rows   []T
@@ -175,9 +180,9 @@ func (s *Server) runList(echo.Context) pageList[jobs.RunRecord] {
 		id: func(x jobs.RunRecord) int64 { return x.ID },
 		columns: []listColumn[jobs.RunRecord]{
 			column("run_id", "运行", casebook.IntCell, 6, func(x jobs.RunRecord) any { return x.ID }),
-			labelled("trigger", "触发", 10, func(x jobs.RunRecord) string { return x.Trigger }, func(v string) string { return label(triggerNames, v) }),
+			labelled("trigger", "触发", 10, func(x jobs.RunRecord) string { return x.Trigger }, labels(triggerNames)),
 			column("started_by", "发起人", casebook.TextCell, 12, func(x jobs.RunRecord) any { return x.StartedBy }),
-			labelled("status", "状态", 10, func(x jobs.RunRecord) string { return x.Status }, func(v string) string { return label(runStatusNames, v) }),
+			labelled("status", "状态", 10, func(x jobs.RunRecord) string { return x.Status }, labels(runStatusNames)),
 			column("started_at", "开始", casebook.TimeCell, 17, func(x jobs.RunRecord) any { return x.StartedAt }),
 			column("finished_at", "结束", casebook.TimeCell, 17, func(x jobs.RunRecord) any { return x.FinishedAt }),
 			column("batch_id", "批次", casebook.IntCell, 6, func(x jobs.RunRecord) any { return x.BatchID }),
@@ -201,7 +206,7 @@ func (s *Server) deliveryList(echo.Context) pageList[jobs.DeliverySummary] {
 			labelled("feed", "数据", 14, func(x d) string { return x.Feed }, feedTitle),
 			column("name", "名称", casebook.TextCell, 24, func(x d) any { return x.Name }),
 			column("sha256", "SHA-256", casebook.TextCell, 20, func(x d) any { return x.SHA256 }),
-			labelled("status", "状态", 10, func(x d) string { return x.Status }, func(v string) string { return label(runStatusNames, v) }),
+			labelled("status", "状态", 10, func(x d) string { return x.Status }, labels(runStatusNames)),
 			column("files", "文件", casebook.IntCell, 6, func(x d) any { return x.Files }),
 			column("rows", "读入行", casebook.IntCell, 10, func(x d) any { return x.Rows }),
 			column("loaded", "装载", casebook.IntCell, 10, func(x d) any { return x.Loaded }),
@@ -224,7 +229,7 @@ func (s *Server) suppressionList(c echo.Context) pageList[casebook.Suppression] 
 		id:    func(r x) int64 { return r.ID },
 		columns: []listColumn[x]{
 			column("id", "编号", casebook.IntCell, 6, func(r x) any { return r.ID }),
-			labelled("kind", "类型", 10, func(r x) string { return r.Kind }, func(v string) string { return label(suppressionKinds, v) }),
+			labelled("kind", "类型", 10, func(r x) string { return r.Kind }, labels(suppressionKinds)),
 			labelled("model", "模型", 18, func(r x) string { return r.Model }, func(v string) string { return titleOf(titles, v) }),
 			column("person_id", "身份证号", casebook.TextCell, 20, func(r x) any { return r.PersonID }),
 			column("institution_id", "机构编码", casebook.TextCell, 14, func(r x) any { return r.InstitutionID }),
@@ -234,7 +239,7 @@ func (s *Server) suppressionList(c echo.Context) pageList[casebook.Suppression] 
 			column("expires_at", "到期", casebook.TimeCell, 17, func(r x) any { return r.ExpiresAt }),
 			column("revoked_at", "撤销时间", casebook.TimeCell, 17, func(r x) any { return r.RevokedAt }),
 			column("revoked_by", "撤销人", casebook.TextCell, 12, func(r x) any { return r.RevokedBy }),
-			labelled("active", "状态", 8, func(r x) string { return strconv.FormatBool(r.Active) }, func(v string) string { return label(activeNames, v) }),
+			labelled("active", "状态", 8, func(r x) string { return strconv.FormatBool(r.Active) }, labels(activeNames)),
 		}}
 }
 
@@ -251,7 +256,7 @@ func (s *Server) auditList(echo.Context) pageList[casebook.AuditEntry] {
 			column("user_id", "用户编号", casebook.IntCell, 8, func(r x) any { return r.UserID }),
 			column("user_name", "用户", casebook.TextCell, 12, func(r x) any { return r.UserName }),
 			labelled("role", "角色", 10, func(r x) string { return r.Role }, roleName),
-			labelled("action", "操作", 12, func(r x) string { return r.Action }, func(v string) string { return label(auditActions, v) }),
+			labelled("action", "操作", 12, func(r x) string { return r.Action }, labels(auditActions)),
 			column("object", "对象", casebook.TextCell, 30, func(r x) any { return r.Object }),
 			column("rows", "行数", casebook.IntCell, 8, func(r x) any { return r.Rows }),
 			column("detail", "详情", casebook.TextCell, 40, func(r x) any { return r.Detail }),
