@@ -814,3 +814,66 @@ func TestPipeline_EachChangeReExaminesWhatItCanAffect(t *testing.T) {
 		t.Fatalf("persons examined with nothing new: %v %v", persons, err)
 	}
 }
+
+// A model runs in full when what it reads changed otherwise than by
+// deliveries: a new version of it (the others still by person), the region
+// table, another copy of the feeds, or when a full run is asked for.
+func TestPipeline_RunsInFullWhenTheModelOrWhatItReadsChanged(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(2)
+	inbox := t.TempDir()
+	s := openStore(t)
+	cat := liveCatalog(t)
+	p := &Pipeline{Store: s, Casebook: casebook.New(s.DB), Catalog: cat, Inbox: inbox, Log: quietLog()}
+	w.step(t, 0, inbox, s.DB, p.Casebook, time.Now())
+	scopes := func(what string) map[string]string {
+		t.Helper()
+		out, err := p.Run(ctx, "cli", "test")
+		if out.BatchID == 0 {
+			t.Fatalf("%s: %v", what, err)
+		}
+		got := map[string]string{}
+		for _, m := range out.Models {
+			got[m.Model] = m.Scope + ": " + m.Why
+		}
+		return got
+	}
+	expect := func(what string, got map[string]string, full string, why string) {
+		t.Helper()
+		for model, sc := range got {
+			isFull := strings.HasPrefix(sc, "full: ")
+			if isFull != (full == "*" || full == model) || (isFull && !strings.Contains(sc, why)) {
+				t.Errorf("%s: %s examined %q", what, model, sc)
+			}
+		}
+	}
+	expect("first run", scopes("first run"), "*", "no batch has examined the model yet")
+	expect("nothing new", scopes("nothing new"), "", "")
+
+	m, err := cat.Model("overlapping_stays")
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed, err := models.Parse(m.File, []byte(m.Text+"\n-- a comment is a new version too\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed.Tests = m.Tests
+	cat.Set(changed)
+	expect("new version", scopes("new version"), "overlapping_stays", "a new version")
+
+	if _, err := s.DB.Exec("UPDATE regions SET name = name || '区' WHERE code = '620102'"); err != nil {
+		t.Fatal(err)
+	}
+	expect("regions", scopes("regions"), "*", "the region table changed")
+
+	if _, err := s.DB.Exec("UPDATE feeds_identity SET id = 'another copy'"); err != nil {
+		t.Fatal(err)
+	}
+	expect("feeds copy", scopes("feeds copy"), "*", "the feeds were reloaded into a new copy")
+
+	p.Full = true
+	expect("--full", scopes("--full"), "*", "a full run was asked for")
+	p.Full = false
+	expect("after --full", scopes("after --full"), "", "")
+}
