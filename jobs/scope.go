@@ -263,17 +263,19 @@ func (x *examination) build(ctx context.Context, conn *sql.Conn) (int64, error) 
 	if err := conn.QueryRowContext(ctx, "SELECT count(*) FROM collider_scope_persons").Scan(&x.persons); err != nil {
 		return 0, err
 	}
-	var everyone int64
-	if err := conn.QueryRowContext(ctx, `SELECT greatest((SELECT count(*) FROM feeds.main.residents), (SELECT count(*) FROM feeds.main.civil_status))`).Scan(&everyone); err != nil {
-		return 0, err
-	}
-	if x.persons > scopeFloor && x.persons > everyone/scopeShare {
-		for _, ms := range x.models {
-			if !ms.full {
-				ms.full, ms.why = true, fmt.Sprintf("the changes reach %d persons, more than a quarter of them", x.persons)
-			}
+	if x.persons > scopeFloor {
+		var everyone int64
+		if err := conn.QueryRowContext(ctx, `SELECT greatest((SELECT count(*) FROM feeds.main.residents), (SELECT count(*) FROM feeds.main.civil_status))`).Scan(&everyone); err != nil {
+			return 0, err
 		}
-		return x.persons, nil
+		if x.persons > everyone/scopeShare {
+			for _, ms := range x.models {
+				if !ms.full {
+					ms.full, ms.why = true, fmt.Sprintf("the changes reach %d persons, more than a quarter of them", x.persons)
+				}
+			}
+			return x.persons, nil
+		}
 	}
 	for _, feed := range personFeeds {
 		var q string
