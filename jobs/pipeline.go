@@ -310,6 +310,7 @@ func (p *Pipeline) run(ctx context.Context, rl *runLog) Outcome {
 	no, start := rl.begin(ctx, "scope", "", 0)
 	ex, err := planExamination(ctx, conn, live, versions, p.Full, now)
 	if err == nil {
+		ex.log = log
 		defer ex.drop(ctx, conn)
 		_, err = ex.build(ctx, conn)
 	}

@@ -37,6 +37,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sort"
 	"strings"
@@ -72,6 +73,21 @@ type examination struct {
 	lifted  []int64 // suppressions lifted since some person-scoped model last ran
 	persons int64   // persons in scope
 	built   bool    // the scoped copies exist on the connection
+	log     *slog.Logger
+}
+
+// exec runs one statement of the scope's work, logged at debug with its
+// seconds, as the loader logs its phases.
+func (x *examination) exec(ctx context.Context, conn *sql.Conn, what, q string, args ...any) error {
+	start := time.Now()
+	_, err := conn.ExecContext(ctx, q, args...)
+	if x.log != nil {
+		x.log.Debug("scope phase", "phase", what, "seconds", time.Since(start).Seconds())
+	}
+	if err != nil {
+		return fmt.Errorf("scope: %s: %w", what, err)
+	}
+	return nil
 }
 
 // modelScope is how one model is examined.
@@ -256,8 +272,8 @@ func (x *examination) build(ctx context.Context, conn *sql.Conn) (int64, error) 
 	} else {
 		args = nil
 	}
-	if _, err := conn.ExecContext(ctx, q, args...); err != nil {
-		return 0, fmt.Errorf("scope: persons: %w", err)
+	if err := x.exec(ctx, conn, "persons", q, args...); err != nil {
+		return 0, err
 	}
 	x.built = true
 	if err := conn.QueryRowContext(ctx, "SELECT count(*) FROM collider_scope_persons").Scan(&x.persons); err != nil {
@@ -291,8 +307,8 @@ func (x *examination) build(ctx context.Context, conn *sql.Conn) (int64, error) 
 				UNION ALL
 				(SELECT * FROM feeds.main.%[1]s WHERE person_id NOT IN (SELECT person_id FROM collider_scope_persons) LIMIT 1)`, feed)
 		}
-		if _, err := conn.ExecContext(ctx, q); err != nil {
-			return 0, fmt.Errorf("scope: %s: %w", feed, err)
+		if err := x.exec(ctx, conn, "copy "+feed, q); err != nil {
+			return 0, err
 		}
 	}
 	return x.persons, nil
