@@ -62,17 +62,16 @@ const (
 
 // examination is what a run examines, model by model.
 type examination struct {
-	loaded  []int64   // deliveries loaded when the models start: what the batch examined
-	feeds   string    // the feeds copy's identity
-	regions string    // SHA-256 of the region table
-	active  []int64   // suppressions active by the run's clock
-	now     time.Time // the run's clock
+	loaded  []int64 // deliveries loaded when the models start: what the batch examined
+	feeds   string  // the feeds copy's identity
+	regions string  // SHA-256 of the region table
+	active  []int64 // suppressions active by the run's clock
 	models  map[string]*modelScope
 
 	since   []int64 // deliveries some person-scoped model has not examined yet
 	lifted  []int64 // suppressions lifted since some person-scoped model last ran
 	persons int64   // persons in scope
-	built   bool    // the scoped copies exist on the connection
+	copied  bool    // the scoped copies of the feeds exist on the connection
 	log     *slog.Logger
 }
 
@@ -112,7 +111,7 @@ type examined struct {
 // person over the changes since its newest record. versions maps a model
 // to its version; full forces every model in full.
 func planExamination(ctx context.Context, conn *sql.Conn, live []*models.Model, versions map[string]string, full bool, now time.Time) (*examination, error) {
-	x := &examination{now: now, models: map[string]*modelScope{}}
+	x := &examination{models: map[string]*modelScope{}}
 	withRows := map[string]bool{} // feeds with rows
 	rows, err := conn.QueryContext(ctx, "SELECT delivery_id, feed, loaded FROM feeds.main.deliveries WHERE status = 'loaded' ORDER BY delivery_id")
 	if err != nil {
@@ -275,7 +274,6 @@ func (x *examination) build(ctx context.Context, conn *sql.Conn) (int64, error) 
 	if err := x.exec(ctx, conn, "persons", q, args...); err != nil {
 		return 0, err
 	}
-	x.built = true
 	if err := conn.QueryRowContext(ctx, "SELECT count(*) FROM collider_scope_persons").Scan(&x.persons); err != nil {
 		return 0, err
 	}
@@ -311,19 +309,17 @@ func (x *examination) build(ctx context.Context, conn *sql.Conn) (int64, error) 
 			return 0, err
 		}
 	}
+	x.copied = true
 	return x.persons, nil
 }
 
 // settlements counts the settlements in the scoped copy.
 func (x *examination) settlements(ctx context.Context, conn *sql.Conn) (int64, error) {
-	if !x.built {
+	if !x.copied {
 		return 0, nil
 	}
 	var n int64
 	err := conn.QueryRowContext(ctx, "SELECT count(*) FROM collider_scope_settlements").Scan(&n)
-	if err != nil && strings.Contains(err.Error(), "does not exist") {
-		return 0, nil // every model went full
-	}
 	return n, err
 }
 
