@@ -534,7 +534,7 @@ func (w *world) step(t *testing.T, n int, inbox string, db *sql.DB, cb *casebook
 		loc := w.location(v["person_id"], kind, start, endp, region)
 		w.located = append(w.located, loc)
 		send("locations", []row{loc})
-		return fmt.Sprintf("a %s record arriving after visit %s", kind, v["settlement_id"])
+		return fmt.Sprintf("%s record arriving after visit %s", kind, v["settlement_id"])
 	case 5:
 		v, ok := w.visit()
 		if !ok {
@@ -549,7 +549,7 @@ func (w *world) step(t *testing.T, n int, inbox string, db *sql.DB, cb *casebook
 		loc := w.location(v["person_id"], kind, at, nil, region)
 		w.located = append(w.located, loc)
 		send("locations", []row{loc})
-		return fmt.Sprintf("a %s record in %s near visit %s", kind, region, v["settlement_id"])
+		return fmt.Sprintf("%s record in %s near visit %s", kind, region, v["settlement_id"])
 	case 6:
 		var stay row
 		for _, v := range w.settled {
