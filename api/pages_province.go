@@ -143,7 +143,7 @@ type runsView struct {
 }
 
 var triggerNames = map[string]string{"schedule": "定时", "api": "接口/页面", "cli": "命令行"}
-var stepNames = map[string]string{"discover": "发现交付", "load": "装载", "sandbox": "沙箱数据", "model": "模型", "publish": "发布批次", "route": "下发市州"}
+var stepNames = map[string]string{"discover": "发现交付", "load": "装载", "sandbox": "沙箱数据", "scope": "确定复查范围", "model": "模型", "clues": "生成线索", "publish": "发布批次", "route": "下发市州"}
 
 func (runsView) TriggerName(t string) string { return label(triggerNames, t) }
 func (runsView) StepName(n string) string    { return label(stepNames, n) }

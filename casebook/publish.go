@@ -23,6 +23,12 @@ type ModelRun struct {
 	Suppressed    int64  `json:"suppressed"`
 	Clues         int64  `json:"clues"`
 	Settlements   int64  `json:"settlements"`
+	// Scope is how the run examined the model: "full" (every settlement)
+	// or "person" (every settlement of the persons the changes since its
+	// last batch can affect, Persons of them); Why says what decided it.
+	Scope   string `json:"scope,omitempty"`
+	Persons int64  `json:"persons,omitempty"`
+	Why     string `json:"why,omitempty"`
 	// ClueTable has the casebook's clue columns and clue_no;
 	// ClueSettlementTable has (clue_no, model, settlement_id).
 	ClueTable           string `json:"-"`
@@ -34,6 +40,14 @@ type PublishInput struct {
 	RunID      int64
 	Models     []ModelRun
 	Deliveries []int64 // the deliveries loaded when the models ran
+	// What the models read, recorded per model in casebook.examined with
+	// the batch, so that the next run re-examines only what changed since:
+	// the feeds copy's identity, the region table's SHA-256 and the
+	// suppressions active by the run's clock. Nothing is recorded when
+	// Feeds is empty.
+	Feeds        string
+	Regions      string
+	Suppressions []int64
 }
 
 var tableName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,2}$`)
@@ -102,6 +116,23 @@ func (c *Casebook) Publish(ctx context.Context, conn *sql.Conn, in PublishInput)
 		}
 		for _, st := range steps {
 			if err := exec(st.what, st.q, st.args...); err != nil {
+				return Batch{}, err
+			}
+		}
+	}
+	if in.Feeds != "" {
+		sup := in.Suppressions
+		if sup == nil {
+			sup = []int64{}
+		}
+		supJSON, _ := json.Marshal(sup)
+		for _, m := range in.Models {
+			var persons any
+			if m.Scope != "full" {
+				persons = m.Persons
+			}
+			if err := exec("record what was examined", `INSERT INTO casebook.examined VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+				batchID, m.Model, m.Version, m.Scope, persons, in.Feeds, in.Regions, string(supJSON)); err != nil {
 				return Batch{}, err
 			}
 		}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -32,6 +33,7 @@ type LoadResult struct {
 	Feed, Name string
 	Path       string
 	SHA256     string
+	Stat       string // the files' quick identity (Delivery.Stat)
 	Status     string
 	Files      int
 	Rows       int64 // rows in the files
@@ -128,13 +130,23 @@ func (l *Loader) Load(ctx context.Context, d Delivery) LoadResult {
 	start := time.Now()
 	r := LoadResult{Feed: d.Feed, Name: d.Name, Path: d.Path, Files: len(d.Files)}
 	log := l.log().With("feed", d.Feed, "delivery", d.Name)
+	seen, err := l.SeenBefore(ctx, []Delivery{d})
+	if err != nil {
+		r.Status, r.Err = StatusFailed, err
+		return r
+	}
+	if seen[0].Status == StatusSkipped {
+		log.Info("delivery skipped", "status", StatusSkipped, "note", seen[0].Note)
+		return seen[0]
+	}
+	stat, _ := d.Stat()
 	sum, _, err := d.Hash()
 	if err != nil {
 		r.Status, r.Err = StatusFailed, fmt.Errorf("%s: %w", d.Path, err)
 		l.recordFailure(ctx, &r, start)
 		return r
 	}
-	r.SHA256 = sum
+	r.SHA256, r.Stat = sum, stat
 	var prevID int64
 	var prevStatus, prevName string
 	err = l.Store.DB.QueryRowContext(ctx,
@@ -385,9 +397,11 @@ func (lt *loadTx) dropRepeatedKeys() error {
 }
 
 // replaceEarlier lets a later delivery win: earlier rows with the same key
-// are replaced.
+// are replaced. The rows to replace are found first, with the person each
+// belonged to: a record that moves to another person leaves that person in
+// delivery_left, whose verdicts the next run re-examines (jobs/scope.go).
 func (lt *loadTx) replaceEarlier() error {
-	id, table := lt.r.DeliveryID, lt.table
+	id, table, c := lt.r.DeliveryID, lt.table, lt.c
 	var earlier bool
 	if err := lt.tx.QueryRowContext(lt.ctx, fmt.Sprintf("SELECT EXISTS (SELECT 1 FROM %s WHERE delivery_id < ?)", table), id).Scan(&earlier); err != nil {
 		return err
@@ -395,15 +409,35 @@ func (lt *loadTx) replaceEarlier() error {
 	if !earlier || lt.r.Loaded == 0 {
 		return nil
 	}
-	keys := quoteAll(lt.c.Key)
+	keys := quoteAll(c.Key)
 	var match []string
 	for _, k := range keys {
-		match = append(match, fmt.Sprintf("%s.%s = n.%s", table, k, k))
+		match = append(match, fmt.Sprintf("o.%s = n.%s", k, k))
+	}
+	oldPerson, newPerson, nCols := "CAST(NULL AS VARCHAR)", "CAST(NULL AS VARCHAR)", strings.Join(keys, ", ")
+	if _, ok := c.Column("person_id"); ok {
+		oldPerson, newPerson = "o.person_id", "n.person_id"
+		if !slices.Contains(c.Key, "person_id") {
+			nCols += ", person_id"
+		}
+	}
+	replaced := fmt.Sprintf("temp.replaced_%d", id)
+	if _, err := lt.exec("find replaced rows", fmt.Sprintf(`CREATE TEMP TABLE %s AS
+		SELECT o.rowid AS rid, %s AS old_person, %s AS new_person
+		FROM %s o JOIN (SELECT %s FROM %s WHERE delivery_id = $1) n ON %s
+		WHERE o.delivery_id < $1`, replaced, oldPerson, newPerson, table, nCols, table, strings.Join(match, " AND ")), id); err != nil {
+		return err
+	}
+	if _, err := lt.exec("record persons left", fmt.Sprintf(`INSERT INTO delivery_left
+		SELECT DISTINCT $1, $2, old_person FROM %s WHERE old_person IS NOT NULL AND old_person IS DISTINCT FROM new_person`, replaced),
+		id, c.Feed); err != nil {
+		return err
 	}
 	var err error
-	lt.r.Replaced, err = lt.exec("replace earlier rows", fmt.Sprintf(
-		"DELETE FROM %s USING (SELECT DISTINCT %s FROM %s WHERE delivery_id = ?) n WHERE %s AND %s.delivery_id < ?",
-		table, strings.Join(keys, ", "), table, strings.Join(match, " AND "), table), id, id)
+	if lt.r.Replaced, err = lt.exec("replace earlier rows", fmt.Sprintf("DELETE FROM %s WHERE rowid IN (SELECT rid FROM %s)", table, replaced)); err != nil {
+		return err
+	}
+	_, err = lt.exec("drop temp", "DROP TABLE "+replaced)
 	return err
 }
 
@@ -412,13 +446,56 @@ func (lt *loadTx) record(start time.Time) error {
 	r := lt.r
 	r.Seconds = time.Since(start).Seconds()
 	if _, err := lt.exec("record delivery", `INSERT INTO deliveries
-		(delivery_id, feed, name, path, sha256, status, files, rows_read, loaded, rejected, replaced, extra_columns, error, started_at, finished_at, seconds)
-		VALUES (?, ?, ?, ?, ?, 'loaded', ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)`,
+		(delivery_id, feed, name, path, sha256, status, files, rows_read, loaded, rejected, replaced, extra_columns, error, started_at, finished_at, seconds, files_stat)
+		VALUES (?, ?, ?, ?, ?, 'loaded', ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?)`,
 		r.DeliveryID, lt.d.Feed, lt.d.Name, lt.d.Path, r.SHA256, len(lt.d.Files), r.Rows, r.Loaded, r.Rejected, r.Replaced,
-		nullIfEmpty(strings.Join(r.Extra, ",")), domain.DBTime(start), domain.DBTime(time.Now()), r.Seconds); err != nil {
+		nullIfEmpty(strings.Join(r.Extra, ",")), domain.DBTime(start), domain.DBTime(time.Now()), r.Seconds, nullIfEmpty(r.Stat)); err != nil {
 		return err
 	}
 	return lt.tx.Commit()
+}
+
+// SeenBefore says, for each delivery, whether the ledger holds it already
+// with the same files untouched (the same Delivery.Stat at the same path):
+// such a one comes back skipped, naming the delivery it is, without its
+// files being read; the others come back with an empty status. One query
+// for all of them, so that an inbox of a year's deliveries is checked in
+// moments.
+func (l *Loader) SeenBefore(ctx context.Context, ds []Delivery) ([]LoadResult, error) {
+	out := make([]LoadResult, len(ds))
+	rows, err := l.Store.DB.QueryContext(ctx, `SELECT feed, path, files_stat, delivery_id, status, name, sha256 FROM deliveries
+		WHERE files_stat IS NOT NULL ORDER BY delivery_id DESC`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	type entry struct {
+		id                   int64
+		status, name, sha256 string
+	}
+	ledger := map[string]entry{}
+	for rows.Next() {
+		var feed, path, stat string
+		var e entry
+		if err := rows.Scan(&feed, &path, &stat, &e.id, &e.status, &e.name, &e.sha256); err != nil {
+			return nil, err
+		}
+		ledger[feed+"\x00"+path+"\x00"+stat] = e // oldest last: it wins
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for i, d := range ds {
+		stat, err := d.Stat()
+		if err != nil {
+			continue // the load says what is wrong
+		}
+		if e, ok := ledger[d.Feed+"\x00"+d.Path+"\x00"+stat]; ok {
+			out[i] = LoadResult{DeliveryID: e.id, Feed: d.Feed, Name: d.Name, Path: d.Path, Files: len(d.Files), SHA256: e.sha256, Stat: stat, Status: StatusSkipped,
+				Note: fmt.Sprintf("same files as delivery %d (%s), %s before", e.id, e.name, e.status)}
+		}
+	}
+	return out, nil
 }
 
 // rejectedByReason counts a delivery's rejected rows by reason.
@@ -449,9 +526,9 @@ func (l *Loader) recordFailure(ctx context.Context, r *LoadResult, start time.Ti
 		return // nothing to identify it by; it is reported, and retried next time
 	}
 	_, err := l.Store.DB.ExecContext(ctx, `INSERT INTO deliveries
-		(delivery_id, feed, name, path, sha256, status, files, rows_read, loaded, rejected, replaced, extra_columns, error, started_at, finished_at, seconds)
-		VALUES (nextval('delivery_ids'), ?, ?, ?, ?, 'failed', ?, ?, 0, 0, 0, ?, ?, ?, ?, ?) RETURNING delivery_id`,
-		r.Feed, r.Name, r.Path, r.SHA256, r.Files, r.Rows, nullIfEmpty(strings.Join(r.Extra, ",")), r.Err.Error(), domain.DBTime(start), domain.DBTime(time.Now()), r.Seconds)
+		(delivery_id, feed, name, path, sha256, status, files, rows_read, loaded, rejected, replaced, extra_columns, error, started_at, finished_at, seconds, files_stat)
+		VALUES (nextval('delivery_ids'), ?, ?, ?, ?, 'failed', ?, ?, 0, 0, 0, ?, ?, ?, ?, ?, ?) RETURNING delivery_id`,
+		r.Feed, r.Name, r.Path, r.SHA256, r.Files, r.Rows, nullIfEmpty(strings.Join(r.Extra, ",")), r.Err.Error(), domain.DBTime(start), domain.DBTime(time.Now()), r.Seconds, nullIfEmpty(r.Stat))
 	if err != nil {
 		l.log().Error("record failed delivery", "feed", r.Feed, "delivery", r.Name, "err", err)
 	}

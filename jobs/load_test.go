@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"collider/feeds"
 	"collider/personid"
@@ -392,6 +393,82 @@ func TestLoad_CorrectedRecordReplacesEarlierOne(t *testing.T) {
 	s.DB.QueryRow("SELECT CAST(fund_amount AS VARCHAR) FROM settlements WHERE settlement_id = 'S1'").Scan(&fund)
 	if fund != "60.00" || count(t, s.DB, "SELECT count(*) FROM settlements") != 2 {
 		t.Fatalf("fund %s", fund)
+	}
+}
+
+// A record re-delivered under another person (a settlement corrected to the
+// right ID) leaves its first person in delivery_left, for that person's
+// verdicts may change too; a correction that keeps the person leaves none.
+func TestLoad_RecordMovedToAnotherPersonKeepsThePersonItLeft(t *testing.T) {
+	s := openStore(t)
+	inbox := t.TempDir()
+	l := &Loader{Store: s}
+	two := goodSettlement + " UNION ALL " + strings.Replace(goodSettlement, "'S1'", "'S2'", 1)
+	if res := l.Load(context.Background(), delivery(t, s.DB, inbox, "settlements", "0001", two)); res.Loaded != 2 {
+		t.Fatalf("%+v", res)
+	}
+	moved := strings.Replace(goodSettlement, "'11010519491231002X'", "'620102195001100115'", 1)
+	kept := strings.Replace(strings.Replace(goodSettlement, "'S1'", "'S2'", 1), "80.25", "60.00", 1)
+	res := l.Load(context.Background(), delivery(t, s.DB, inbox, "settlements", "0002", moved+" UNION ALL "+kept))
+	if res.Err != nil || res.Replaced != 2 {
+		t.Fatalf("%+v", res)
+	}
+	var left []string
+	rows, err := s.DB.Query("SELECT delivery_id || ' ' || feed || ' ' || person_id FROM delivery_left ORDER BY ALL")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var l string
+		rows.Scan(&l)
+		left = append(left, l)
+	}
+	rows.Close()
+	if want := fmt.Sprintf("%d settlements 11010519491231002X", res.DeliveryID); strings.Join(left, ",") != want {
+		t.Fatalf("delivery_left %v, want %s", left, want)
+	}
+}
+
+// A delivery seen before is known by its files' names, sizes, times and
+// inodes, without reading them: files rewritten behind the ledger's back
+// with their times put back are not read again (the inbox keeps a year of
+// deliveries); a file that really changed is hashed and loaded.
+func TestLoad_SeenDeliveryIsSkippedWithoutReadingItsFiles(t *testing.T) {
+	s := openStore(t)
+	inbox := t.TempDir()
+	l := &Loader{Store: s}
+	d := delivery(t, s.DB, inbox, "settlements", "0001", goodSettlement)
+	if res := l.Load(context.Background(), d); res.Status != StatusLoaded {
+		t.Fatalf("%+v", res)
+	}
+	f := d.Files[0]
+	st, err := os.Stat(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	garbage := make([]byte, len(b))
+	if err := os.WriteFile(f, garbage, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(f, st.ModTime(), st.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	seen, err := l.SeenBefore(context.Background(), []Delivery{d})
+	if err != nil || seen[0].Status != StatusSkipped || seen[0].DeliveryID != 1 {
+		t.Fatalf("seen %+v %v", seen, err)
+	}
+	if res := l.Load(context.Background(), d); res.Status != StatusSkipped || res.Err != nil {
+		t.Fatalf("a seen delivery was read again: %+v", res)
+	}
+	if err := os.Chtimes(f, st.ModTime().Add(time.Second), st.ModTime().Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if res := l.Load(context.Background(), d); res.Status != StatusFailed {
+		t.Fatalf("changed files must be read (and fail, as garbage): %+v", res)
 	}
 }
 

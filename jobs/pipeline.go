@@ -37,6 +37,10 @@ type Pipeline struct {
 	// Observer is told of runs, steps, deliveries and batches as they
 	// happen (the Prometheus series); nil: nobody.
 	Observer Observer
+	// Full makes every run examine every model over every settlement
+	// (collider run --full); otherwise a person-scoped model re-examines
+	// only what changed since its last batch (scope.go).
+	Full bool
 
 	mu      sync.Mutex
 	running *runLog
@@ -268,16 +272,32 @@ func (p *Pipeline) run(ctx context.Context, rl *runLog) Outcome {
 	}
 
 	// 1. Discovery and loading: each delivery in its own transaction; a bad
-	// one fails alone.
+	// one fails alone. The inbox keeps every delivery; those seen before
+	// are known by their files' stat and cost nothing more.
 	if p.Inbox != "" {
 		no, start := rl.begin(ctx, "discover", p.Inbox, 0)
 		ds, errs := Discover(p.Inbox)
+		seen, err := (&Loader{Store: p.Store}).SeenBefore(ctx, ds)
+		if err != nil {
+			errs, seen = append(errs, err), make([]LoadResult, len(ds))
+		}
+		var fresh []Delivery
+		for i, d := range ds {
+			if seen[i].Status != StatusSkipped {
+				fresh = append(fresh, d)
+				continue
+			}
+			log.Debug("delivery skipped", "feed", d.Feed, "delivery", d.Name, "status", StatusSkipped, "note", seen[i].Note)
+			out.Loads = append(out.Loads, seen[i])
+			p.observer().DeliveryFinished(seen[i])
+		}
 		var derr error
 		if len(errs) > 0 {
 			derr = errors.Join(errs...)
 		}
+		rl.setDetail(ctx, no, fmt.Sprintf("%s: %d deliveries, %d new", p.Inbox, len(ds), len(fresh)))
 		rl.end(ctx, no, start, stepStatus(derr), int64(len(ds)), derr)
-		for _, d := range ds {
+		for _, d := range fresh {
 			if ctx.Err() != nil {
 				return finish(RunInterrupted, ctx.Err())
 			}
@@ -309,44 +329,111 @@ func (p *Pipeline) run(ctx context.Context, rl *runLog) Outcome {
 		return finish(RunInterrupted, ctx.Err())
 	}
 
-	// 2. Models, on one connection: their temp tables are read by publish.
+	// 2. What each model examines (scope.go), then the models, then one
+	// join of their flags back to the settlements and the clues, all on one
+	// connection: its temp tables are read by publish.
 	conn, err := p.Store.DB.Conn(ctx)
 	if err != nil {
 		return finish(RunFailed, err)
 	}
 	defer conn.Close()
-	runner := &models.Runner{Log: log, Now: p.Now}
+	now := p.now() // one clock for the run: suppressions are judged once
+	runner := &models.Runner{Log: log, Now: func() time.Time { return now }}
 	live := p.Catalog.Models()
 	sort.Slice(live, func(i, j int) bool { return live[i].Name < live[j].Name })
+	versions := map[string]string{}
 	for _, m := range live {
+		vals, err := m.Values(nil)
+		if err != nil {
+			return finish(RunFailed, fmt.Errorf("model %s: %w", m.Name, err))
+		}
+		versions[m.Name] = models.Version(m, vals)
+	}
+	no, start := rl.begin(ctx, "scope", "", 0)
+	ex, err := planExamination(ctx, conn, live, versions, p.Full, now)
+	if err == nil {
+		ex.log = log
+		defer ex.drop(ctx, conn)
+		_, err = ex.build(ctx, conn)
+	}
+	if err != nil {
+		rl.end(ctx, no, start, "failed", 0, err)
+		return finish(RunFailed, err)
+	}
+	settlements, err := ex.settlements(ctx, conn)
+	if err != nil {
+		rl.end(ctx, no, start, "failed", 0, err)
+		return finish(RunFailed, err)
+	}
+	rl.setDetail(ctx, no, ex.describe(settlements))
+	rl.end(ctx, no, start, "succeeded", ex.persons, nil)
+
+	opts := models.RunOptions{Exclude: "casebook.issued", Prefix: fmt.Sprintf("run%d", rl.id)}
+	var runs []*models.Run
+	for _, m := range live {
+		if ctx.Err() != nil {
+			return finish(RunInterrupted, ctx.Err())
+		}
 		no, start := rl.begin(ctx, "model", m.Name, 0)
-		res, err := runner.Run(ctx, conn, m, models.RunOptions{Exclude: "casebook.issued", Prefix: fmt.Sprintf("run%d", rl.id)})
+		var res *models.Run
+		run := func() (err error) {
+			res, err = runner.Start(ctx, conn, m, opts)
+			return err
+		}
+		if ex.models[m.Name].full {
+			err = run()
+		} else {
+			err = within(ctx, conn, run)
+		}
 		if err != nil {
 			err = p.Store.DiskFull(err)
 			rl.end(ctx, no, start, "failed", 0, err)
 			return finish(RunFailed, fmt.Errorf("model %s: %w", m.Name, err))
 		}
 		rl.end(ctx, no, start, "succeeded", res.Flagged, nil)
-		out.Models = append(out.Models, casebook.ModelRun{
-			Model: m.Name, Version: res.Version, Title: m.Title, SQL: m.Text, Params: res.Params.JSON(),
-			Flagged: res.Flagged, AlreadyIssued: res.AlreadyIssued, Suppressed: res.Suppressed,
-			Clues: res.Clues, Settlements: res.Settlements,
-			ClueTable: res.ClueTable, ClueSettlementTable: res.ClueSettlementTable,
-		})
+		runs = append(runs, res)
 	}
 	if ctx.Err() != nil {
 		return finish(RunInterrupted, ctx.Err())
 	}
-
-	// 3. Publish and route, in one transaction.
-	no, start := rl.begin(ctx, "publish", "", 0)
-	log.Info("publishing", "models", len(out.Models))
-	deliveries, err := loadedDeliveries(ctx, p.Store.DB)
+	no, start = rl.begin(ctx, "clues", fmt.Sprintf("%d models: one join back to settlements, then each model's clues", len(runs)), 0)
+	group := func() error { return runner.Group(ctx, conn, opts, runs...) }
+	if ex.allByPerson() {
+		err = within(ctx, conn, group)
+	} else {
+		err = group()
+	}
 	if err != nil {
 		rl.end(ctx, no, start, "failed", 0, err)
 		return finish(RunFailed, err)
 	}
-	batch, err := p.Casebook.Publish(ctx, conn, casebook.PublishInput{RunID: rl.id, Models: out.Models, Deliveries: deliveries})
+	var clues int64
+	for i, res := range runs {
+		m, ms := live[i], ex.models[live[i].Name]
+		scope := models.ScopeFull
+		var persons int64
+		if !ms.full {
+			scope, persons = models.ScopePerson, ex.persons
+		}
+		clues += res.Clues
+		out.Models = append(out.Models, casebook.ModelRun{
+			Model: m.Name, Version: res.Version, Title: m.Title, SQL: m.Text, Params: res.Params.JSON(),
+			Flagged: res.Flagged, AlreadyIssued: res.AlreadyIssued, Suppressed: res.Suppressed,
+			Clues: res.Clues, Settlements: res.Settlements, Scope: scope, Persons: persons, Why: ms.why,
+			ClueTable: res.ClueTable, ClueSettlementTable: res.ClueSettlementTable,
+		})
+	}
+	rl.end(ctx, no, start, "succeeded", clues, nil)
+	if ctx.Err() != nil {
+		return finish(RunInterrupted, ctx.Err())
+	}
+
+	// 3. Publish and route, in one transaction, with what each model
+	// examined: the next run starts from there.
+	no, start = rl.begin(ctx, "publish", "", 0)
+	log.Info("publishing", "models", len(out.Models))
+	batch, err := p.Casebook.Publish(ctx, conn, casebook.PublishInput{RunID: rl.id, Models: out.Models, Deliveries: ex.loaded,
+		Feeds: ex.feeds, Regions: ex.regions, Suppressions: ex.active})
 	if err != nil {
 		err = p.Store.DiskFull(err)
 		rl.end(ctx, no, start, "failed", 0, err)
@@ -394,29 +481,18 @@ func (p *Pipeline) refreshSnapshot(ctx context.Context, rl *runLog, log *slog.Lo
 	rl.end(ctx, no, start, stepStatus(err), r.Rows, err)
 }
 
+func (p *Pipeline) now() time.Time {
+	if p.Now != nil {
+		return p.Now()
+	}
+	return time.Now()
+}
+
 func stepStatus(err error) string {
 	if err != nil {
 		return "failed"
 	}
 	return "succeeded"
-}
-
-// loadedDeliveries are the deliveries a batch was made from: every loaded one.
-func loadedDeliveries(ctx context.Context, db *sql.DB) ([]int64, error) {
-	rows, err := db.QueryContext(ctx, "SELECT delivery_id FROM deliveries WHERE status = 'loaded' ORDER BY delivery_id")
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := []int64{}
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		out = append(out, id)
-	}
-	return out, rows.Err()
 }
 
 // dropTemp frees the run's temp tables before the connection goes back to the pool.

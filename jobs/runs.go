@@ -120,6 +120,11 @@ func (l *runLog) end(ctx context.Context, no int, start time.Time, status string
 	l.obs.StepFinished(name, status, rows, seconds)
 }
 
+// setDetail replaces a step's detail once what it did is known.
+func (l *runLog) setDetail(ctx context.Context, no int, detail string) {
+	l.db.ExecContext(context.WithoutCancel(ctx), "UPDATE casebook.run_steps SET detail = ? WHERE run_id = ? AND step_no = ?", detail, l.id, no)
+}
+
 // logProgress writes the running step's progress to the log every period
 // until ctx ends, so that a long run shows where it is in the log as well
 // as on GET /api/v1/runs/{id}.

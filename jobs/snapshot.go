@@ -194,6 +194,20 @@ func (s *Snapshot) refresh(ctx context.Context, conn *sql.Conn, key personid.Key
 	if r.Persons, err = addPseudonyms(ctx, conn, ids, r.Full, pads); err != nil {
 		return r, err
 	}
+	// An incremental copy reads the tokens of these people only: the vault
+	// is read once, not once per feed and statement.
+	tokens := "pseudonyms"
+	if !r.Full {
+		tokens = "temp.snapshot_tokens"
+		if err := deliveredTokens(ctx, conn, tokens, ids); err != nil {
+			return r, err
+		}
+		defer conn.ExecContext(context.WithoutCancel(ctx), "DROP TABLE IF EXISTS "+tokens)
+	}
+	replacing, err := replacingFeeds(ctx, conn, ids)
+	if err != nil {
+		return r, err
+	}
 	// 2. The copy, in one transaction of its own database.
 	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
@@ -201,7 +215,7 @@ func (s *Snapshot) refresh(ctx context.Context, conn *sql.Conn, key personid.Key
 	}
 	defer tx.Rollback()
 	for _, c := range feeds.Contracts {
-		n, err := copyFeed(ctx, tx, c, ids, r.Full)
+		n, err := copyFeed(ctx, tx, c, ids, r.Full, tokens, replacing[c.Feed])
 		if err != nil {
 			return r, fmt.Errorf("%s: %w", c.Feed, err)
 		}
@@ -314,9 +328,46 @@ func addPseudonyms(ctx context.Context, conn *sql.Conn, ids []int64, all bool, p
 	return res.RowsAffected()
 }
 
+// deliveredTokens makes the temp table name of the tokens of the persons
+// the rows of deliveries ids belong to.
+func deliveredTokens(ctx context.Context, conn *sql.Conn, name string, ids []int64) error {
+	var people []string
+	for table := range personTables {
+		people = append(people, fmt.Sprintf("SELECT person_id FROM %s WHERE delivery_id IN (SELECT unnest($ids))", table))
+	}
+	_, err := conn.ExecContext(ctx, fmt.Sprintf(`CREATE OR REPLACE TEMP TABLE %s AS
+		SELECT person_id, token FROM pseudonyms WHERE person_id IN (%s)`, name, strings.Join(people, " UNION ALL ")), sql.Named("ids", ids))
+	if err != nil {
+		return fmt.Errorf("tokens: %w", err)
+	}
+	return nil
+}
+
+// replacingFeeds are the feeds of which some of the deliveries ids replaced
+// earlier rows. The copy holds only keys the feeds held, and a key the feed
+// held before is a replaced row: the copy of a feed whose deliveries
+// replaced nothing has none of their keys, and needs no search for them.
+func replacingFeeds(ctx context.Context, conn *sql.Conn, ids []int64) (map[string]bool, error) {
+	rows, err := conn.QueryContext(ctx, "SELECT DISTINCT feed FROM deliveries WHERE delivery_id IN (SELECT unnest(?)) AND replaced > 0", ids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]bool{}
+	for rows.Next() {
+		var f string
+		if err := rows.Scan(&f); err != nil {
+			return nil, err
+		}
+		out[f] = true
+	}
+	return out, rows.Err()
+}
+
 // copyFeed copies one feed table into the snapshot: in full, or the rows of
-// the deliveries ids after removing the rows they replace (same key).
-func copyFeed(ctx context.Context, tx *sql.Tx, c feeds.Contract, ids []int64, full bool) (int64, error) {
+// the deliveries ids after removing the rows they replace (same key; none
+// when replacing is false). tokens is the table of the persons' tokens.
+func copyFeed(ctx context.Context, tx *sql.Tx, c feeds.Contract, ids []int64, full bool, tokens string, replacing bool) (int64, error) {
 	table := c.Feed
 	target := snapshotAlias + "." + table
 	blank, hasPerson := personTables[table]
@@ -328,7 +379,7 @@ func copyFeed(ctx context.Context, tx *sql.Tx, c feeds.Contract, ids []int64, fu
 			repl = append(repl, fmt.Sprintf("CAST(NULL AS %s) AS %s", blankType(col), col))
 		}
 		sel = "SELECT t.* REPLACE (" + strings.Join(repl, ", ") + ")"
-		from += " JOIN pseudonyms p ON p.person_id = t.person_id"
+		from += " JOIN " + tokens + " p ON p.person_id = t.person_id"
 	}
 	if full {
 		if _, err := tx.ExecContext(ctx, fmt.Sprintf("CREATE OR REPLACE TABLE %s AS %s FROM %s", target, sel, from)); err != nil {
@@ -348,10 +399,12 @@ func copyFeed(ctx context.Context, tx *sql.Tx, c feeds.Contract, ids []int64, fu
 		}
 		match[i] = fmt.Sprintf("%s.%s = n.k%d", target, k, i)
 	}
-	del := fmt.Sprintf(`DELETE FROM %s USING (SELECT %s FROM %s WHERE t.delivery_id IN (SELECT unnest($ids))) n WHERE %s`,
-		target, strings.Join(keys, ", "), from, strings.Join(match, " AND "))
-	if _, err := tx.ExecContext(ctx, del, idsArg); err != nil {
-		return 0, err
+	if replacing {
+		del := fmt.Sprintf(`DELETE FROM %s USING (SELECT %s FROM %s WHERE t.delivery_id IN (SELECT unnest($ids))) n WHERE %s`,
+			target, strings.Join(keys, ", "), from, strings.Join(match, " AND "))
+		if _, err := tx.ExecContext(ctx, del, idsArg); err != nil {
+			return 0, err
+		}
 	}
 	res, err := tx.ExecContext(ctx, fmt.Sprintf("INSERT INTO %s %s FROM %s WHERE t.delivery_id IN (SELECT unnest($ids))", target, sel, from), idsArg)
 	if err != nil {

@@ -25,7 +25,7 @@ import (
 var (
 	triggers      = []string{"schedule", "api", "cli"} // who starts runs: jobs' schedule, the API, the command line
 	runStatuses   = []string{jobs.RunSucceeded, jobs.RunPartial, jobs.RunFailed, jobs.RunInterrupted}
-	steps         = []string{"discover", "load", "model", "publish", "route"} // jobs/pipeline.go
+	steps         = []string{"discover", "load", "sandbox", "scope", "model", "clues", "publish", "route"} // jobs/pipeline.go
 	stepStatuses  = []string{"succeeded", "failed"}
 	deliveryKinds = []string{jobs.StatusLoaded, jobs.StatusFailed}
 )

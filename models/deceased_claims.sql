@@ -6,8 +6,12 @@
 --   person's household registration was cancelled (status cancelled, using
 --   updated_at as the date). Only the visit's start counts: an admission before
 --   death with a discharge or settlement after it is not a clue, and neither is
---   a purchase on the death date itself. Every run examines all settlements, so a
---   death record that arrives months late still finds the payments made after it.
+--   a purchase on the death date itself. A death record that arrives months late
+--   re-examines every settlement of that person, however old, and so still finds
+--   the payments made after the death.
+-- # A verdict reads the settlement and its person's civil status only: a
+-- # death recorded months late re-examines that person's settlements.
+-- scope: person
 -- params:
 --   - name: grace_days
 --     type: integer

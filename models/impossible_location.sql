@@ -16,6 +16,10 @@
 --   When several records contradict one visit, the strongest is shown:
 --   custody, then abroad, then away during the stay, then unreachable; the
 --   farthest or fastest first within each.
+-- # A verdict reads the settlement, its institution's point and its person's
+-- # location records: a custody record arriving after the visit, or an
+-- # institution's corrected position, re-examines the settlements concerned.
+-- scope: person
 -- params:
 --   - name: margin_hours
 --     type: number

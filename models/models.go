@@ -21,6 +21,7 @@
 //	--   medium: count(*) >= 2
 //	-- narrative:
 //	--   after_death: 参保人{person_id}于{e.death_date}死亡……
+//	-- scope: person
 //	SELECT settlement_id, reason, evidence FROM …
 //
 // The query returns one row per flagged settlement with exactly the columns
@@ -28,6 +29,9 @@
 // as DuckDB named parameters ($grace_days) and are always bound, never pasted.
 // DuckDB is given the whole file, header included, so that the line of a
 // parse or binder error is the line of the file.
+//
+// scope says what a settlement's verdict depends on, so that a nightly run
+// re-examines only what the night's deliveries can change (see Scope).
 package models
 
 import (
@@ -57,6 +61,9 @@ type Model struct {
 	Reasons     []Reason
 	Severity    Severity
 	Narratives  []Narrative
+	// Scope is what a settlement's verdict depends on: ScopePerson or
+	// ScopeFull (no declaration).
+	Scope string
 	// SQL is the whole file as DuckDB runs it: header comments, then the
 	// query, with a trailing semicolon removed.
 	SQL string
@@ -90,6 +97,22 @@ type Narrative struct {
 	Reason   string
 	Template string
 }
+
+// Scopes a model may declare in its header (scope: person).
+const (
+	// ScopeFull: nothing is promised; every run examines every settlement.
+	ScopeFull = "full"
+	// ScopePerson: a settlement's verdict (flagged or not, reason,
+	// evidence) depends only on the rows of its own person in the person
+	// feeds (settlements, civil_status, residents, floating, locations), on
+	// the institutions of that person's settlements, on the regions and on
+	// the parameters — never on another person's rows, nor on the clock.
+	// Whether a feed has any rows at all is the one fact about everyone a
+	// scoped model may use (unknown_identity waits for both police feeds):
+	// a feed's first rows re-examine every settlement. The fixture tests
+	// check the promise (Tester: each case again beside other persons).
+	ScopePerson = "person"
+)
 
 // FileError is a problem in a model or fixture file, at a line (0 when the
 // problem has no single line).
@@ -206,6 +229,7 @@ type header struct {
 		Medium string `yaml:"medium"`
 	} `yaml:"severity"`
 	Narrative yaml.Node `yaml:"narrative"`
+	Scope     string    `yaml:"scope"`
 }
 
 type paramYAML struct {
@@ -235,6 +259,7 @@ func Parse(file string, text []byte) (*Model, error) {
 		Name: h.Name, Title: h.Title, Description: strings.TrimSpace(h.Description),
 		File: file, Text: string(text), queryLine: queryLine,
 		Severity: Severity{High: strings.TrimSpace(h.Severity.High), Medium: strings.TrimSpace(h.Severity.Medium)},
+		Scope:    ScopeFull,
 	}
 	switch {
 	case m.Name == "":
@@ -245,6 +270,9 @@ func Parse(file string, text []byte) (*Model, error) {
 		return nil, fail(1, "header: title is required")
 	case m.Description == "":
 		return nil, fail(1, "header: description is required")
+	}
+	if m.Scope, err = parseScope(h.Scope, headerLine(yamlLines, "scope:"), fail); err != nil {
+		return nil, err
 	}
 	if m.Params, err = parseParams(h.Params, fail); err != nil {
 		return nil, err
@@ -287,6 +315,19 @@ func splitHeader(text []byte, fail failFunc) ([]string, int, error) {
 		return nil, 0, fail(len(lines), "no query after the header")
 	}
 	return yamlLines, queryLine, nil
+}
+
+// parseScope reads what a run may re-examine of the model (ScopeFull when
+// the header says nothing).
+func parseScope(scope string, line int, fail failFunc) (string, error) {
+	switch strings.TrimSpace(scope) {
+	case "", ScopeFull:
+		return ScopeFull, nil
+	case ScopePerson:
+		return ScopePerson, nil
+	}
+	return "", fail(line, "header: scope %q: %s (a settlement's verdict depends only on its person's rows, its institutions and the regions) or %s (every run examines everything; the default)",
+		scope, ScopePerson, ScopeFull)
 }
 
 // parseParams reads the header's parameters.

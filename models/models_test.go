@@ -213,6 +213,74 @@ func TestValidate_FixtureRowTheLoaderRejectsFailsTheCase(t *testing.T) {
 	}
 }
 
+// A model that declares scope: person is run again beside other persons in
+// every fixture case; one whose verdicts then move reads other persons' rows
+// and is refused at its scope line. The same query without the declaration
+// passes: it runs in full.
+func TestValidate_PersonScopeThatReadsOtherPersonsIsRefused(t *testing.T) {
+	// Flags a purchase when anybody in the feed has died: a fact about
+	// everyone, which no case of one person shows.
+	text := strings.Replace(tiny, "-- reasons:", "-- scope: person\n-- reasons:", 1)
+	text = strings.Replace(text, "WHERE visit_type = $kind", `WHERE visit_type = $kind
+  AND NOT EXISTS (SELECT 1 FROM civil_status c WHERE c.status = 'deceased')`, 1)
+	cases := tinyTests + `  - name: the living are not clues
+    civil_status:
+      - {person_id: "620102195001100115", status: alive}
+    settlements:
+      - {settlement_id: S3, visit_type: pharmacy, visit_start: "2021-05-10 10:00:00"}
+    flag: {S3: hit}
+`
+	ms, err := models.Load(mapFS(map[string]string{"tiny.sql": text, "tiny.test.yaml": cases}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ms[0].Scope != models.ScopePerson {
+		t.Fatalf("scope %q", ms[0].Scope)
+	}
+	vs, err := newTester(t).Validate(context.Background(), ms...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `tiny.sql:9: scope person: case "the living are not clues" (tiny.test.yaml:13): the verdicts change with other persons' rows (S3: hit alone, not flagged beside other persons; S3: hit, but the same rows under another person's ID (S3-twin): not flagged)`
+	if vs[0].Err == nil || !strings.HasPrefix(vs[0].Err.Error(), want) {
+		t.Fatalf("err = %v\nwant %s…", vs[0].Err, want)
+	}
+	if len(vs[0].Cases) != 2 || vs[0].Cases[0].Err != nil {
+		t.Fatalf("the first case has no police feed, so nothing is added to one: %+v", vs[0].Cases)
+	}
+
+	undeclared := strings.Replace(text, "-- scope: person\n", "", 1)
+	ms, err = models.Load(mapFS(map[string]string{"tiny.sql": undeclared, "tiny.test.yaml": cases}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ms[0].Scope != models.ScopeFull {
+		t.Fatalf("scope %q", ms[0].Scope)
+	}
+	if vs, err = newTester(t).Validate(context.Background(), ms...); err != nil || vs[0].Err != nil {
+		t.Fatalf("%v %v", err, vs[0].Err)
+	}
+}
+
+// A declared person scope passes when the query joins every person feed on
+// the settlement's person, and an unknown scope is refused at its line.
+func TestValidate_PersonScopeDeclaredRightPasses(t *testing.T) {
+	text := strings.Replace(tiny, "-- reasons:", "-- scope: person\n-- reasons:", 1)
+	text = strings.Replace(text, "WHERE visit_type = $kind", `WHERE visit_type = $kind
+  AND NOT EXISTS (SELECT 1 FROM civil_status c WHERE c.status = 'deceased' AND c.person_id = settlements.person_id)`, 1)
+	ms, err := models.Load(mapFS(map[string]string{"tiny.sql": text, "tiny.test.yaml": tinyTests}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vs, err := newTester(t).Validate(context.Background(), ms...); err != nil || vs[0].Err != nil {
+		t.Fatalf("%v %v", err, vs[0].Err)
+	}
+	_, err = models.Load(mapFS(map[string]string{"tiny.sql": strings.Replace(tiny, "-- reasons:", "-- scope: institution\n-- reasons:", 1)}))
+	if err == nil || !strings.Contains(err.Error(), `tiny.sql:9: header: scope "institution": person`) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
 // A refused file never replaces the live version: runs go on with it.
 func TestCatalog_RefusedFileKeepsTheLiveVersionRunning(t *testing.T) {
 	ctx := context.Background()

@@ -7,6 +7,8 @@
 --   others names the one it overlaps most. Back-to-back stays (a transfer, the
 --   discharge at one the admission at the other) and short overlaps are not
 --   clues. Stays without a discharge time cannot overlap and are left out.
+-- # A verdict reads the person's other stays and their institutions' names.
+-- scope: person
 -- params:
 --   - name: overlap_hours
 --     type: number

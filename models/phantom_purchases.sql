@@ -9,6 +9,9 @@
 --   without a household-registration record is left to unknown_identity. The
 --   evidence names the hukou region, the distance and the person's location
 --   record nearest in time to the purchase, wherever it was.
+-- # A verdict reads the purchase, its pharmacy, and its person's household,
+-- # floating registrations and location records.
+-- scope: person
 -- params:
 --   - name: min_distance_km
 --     type: number

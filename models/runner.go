@@ -4,14 +4,21 @@
 // on one connection, because a run can flag hundreds of thousands of
 // settlements; Go only orders the steps and reads the counts.
 //
-// The steps leave these temp tables, named PREFIX_MODEL_…:
+// A run has two halves: Start runs the model's query, and Group joins the
+// flags of one or more models back to the settlements in one pass and
+// groups each model's new ones into clues (a pipeline runs every model,
+// then groups them all: one join over tens of millions of settlements
+// rather than one per model). The steps leave these temp tables, named
+// PREFIX_MODEL_…:
 //
 //	_flagged            the model's rows: settlement_id, reason, evidence
-//	_rows               joined back to settlements; issued and suppressed marked
 //	_clues              the clues, numbered clue_no by score (the casebook's columns)
 //	_clue_settlements   (clue_no, model, settlement_id): what the casebook records as issued
 //
-// and drop their intermediate ones (_r, _g, _lists, _n) when done.
+// and the shared PREFIX__rows (one model grouped alone: PREFIX_MODEL_rows):
+// the flags of every model grouped, joined back to settlements, with issued
+// and suppressed marked. The intermediate tables (_r, _g, _lists, _n) are
+// dropped when done.
 package models
 
 import (
@@ -91,11 +98,27 @@ type Run struct {
 
 	FlagSeconds float64 // the model's own query
 	Seconds     float64 // with joining back, suppressions and grouping
+
+	m    *Model
+	base string // PREFIX_MODEL: the names of its temp tables
 }
 
 // Run runs m with its defaults and opt.Params, and groups the new flags into
 // clues. The casebook publishes from r.ClueTable and r.ClueSettlementTable.
 func (r *Runner) Run(ctx context.Context, conn *sql.Conn, m *Model, opt RunOptions) (*Run, error) {
+	run, err := r.Start(ctx, conn, m, opt)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.Group(ctx, conn, opt, run); err != nil {
+		return nil, err
+	}
+	return run, nil
+}
+
+// Start runs m's query with its defaults and opt.Params into run.FlagTable:
+// the first half of Run. Group does the rest.
+func (r *Runner) Start(ctx context.Context, conn *sql.Conn, m *Model, opt RunOptions) (*Run, error) {
 	start := time.Now()
 	vals, err := m.Values(opt.Params)
 	if err != nil {
@@ -109,18 +132,12 @@ func (r *Runner) Run(ctx context.Context, conn *sql.Conn, m *Model, opt RunOptio
 		return nil, fmt.Errorf("models: temp table prefix %q is not an identifier", prefix)
 	}
 	base := prefix + "_" + m.Name
-	run := &Run{Model: m.Name, Version: Version(m, vals), Params: vals, FlagTable: base + "_flagged"}
-	log := r.log().With("model", m.Name, "version", run.Version[:12])
+	run := &Run{Model: m.Name, Version: Version(m, vals), Params: vals, FlagTable: base + "_flagged", m: m, base: base}
 	if run.Flagged, err = r.Flag(ctx, conn, m, vals, run.FlagTable); err != nil {
 		return nil, err
 	}
 	run.FlagSeconds = time.Since(start).Seconds()
-	if err := r.group(ctx, conn, m, vals, run, opt, base); err != nil {
-		return nil, err
-	}
-	run.Seconds = time.Since(start).Seconds()
-	log.Info("model run", "flagged", run.Flagged, "already_issued", run.AlreadyIssued, "suppressed", run.Suppressed,
-		"unmatched", run.Unmatched, "clues", run.Clues, "seconds", run.Seconds)
+	run.Seconds = run.FlagSeconds
 	return run, nil
 }
 
@@ -194,11 +211,23 @@ func (r *Runner) Flag(ctx context.Context, conn *sql.Conn, m *Model, vals Values
 	return n, nil
 }
 
-// group joins the rows of run.FlagTable back to the settlements, marks the
-// ones already issued (opt.Exclude, optional) and suppressed, and groups the
-// rest into clues in temp tables base_rows, base_clues and
-// base_clue_settlements; it fills run's counts and table names.
+// group groups one run that Flag filled (the preview's draft) into clues
+// in temp tables base_rows, base_clues and base_clue_settlements.
 func (r *Runner) group(ctx context.Context, conn *sql.Conn, m *Model, vals Values, run *Run, opt RunOptions, base string) error {
+	run.m, run.Params, run.base = m, vals, base
+	return r.Group(ctx, conn, opt, run)
+}
+
+// Group joins the flags of runs (each from Start, all on conn) back to the
+// settlements in one pass — with each person's household name, marking the
+// settlements already issued for their model (opt.Exclude, optional) and
+// those under an active suppression — then groups each run's new flags
+// into its clues and fills its counts and table names.
+func (r *Runner) Group(ctx context.Context, conn *sql.Conn, opt RunOptions, runs ...*Run) error {
+	if len(runs) == 0 {
+		return nil
+	}
+	start := time.Now()
 	exclude, suppressions := opt.Exclude, opt.Suppressions
 	if suppressions == "" {
 		suppressions = "casebook.suppressions"
@@ -209,49 +238,108 @@ func (r *Runner) group(ctx context.Context, conn *sql.Conn, m *Model, vals Value
 	if !identRe.MatchString(suppressions) {
 		return fmt.Errorf("models: suppressions table %q is not an identifier", suppressions)
 	}
-	if !identRe.MatchString(base) || !identRe.MatchString(run.FlagTable) {
-		return fmt.Errorf("models: temp table name %q is not an identifier", base)
+	rowTable := runs[0].base + "_rows"
+	if len(runs) > 1 {
+		prefix := opt.Prefix
+		if prefix == "" {
+			prefix = "run"
+		}
+		rowTable = prefix + "__rows" // model names start with a letter: no model's table is called so
 	}
-	run.RowTable, run.ClueTable, run.ClueSettlementTable = base+"_rows", base+"_clues", base+"_clue_settlements"
-	all := map[string]any{}
-	for k, v := range vals {
-		all[k] = v
+	if !identRe.MatchString(rowTable) {
+		return fmt.Errorf("models: temp table name %q is not an identifier", rowTable)
 	}
-	all["collider_model"] = m.Name
-	all["collider_version"] = run.Version
-	all["collider_now"] = domain.DBTime(r.now())
-
+	args := map[string]any{"collider_now": domain.DBTime(r.now())}
+	flags := make([]string, len(runs))
+	for i, run := range runs {
+		if run.m == nil || !identRe.MatchString(run.FlagTable) || !identRe.MatchString(run.base) {
+			return fmt.Errorf("models: run of %s was not started", run.Model)
+		}
+		key := fmt.Sprintf("collider_model_%d", i)
+		args[key] = run.Model
+		flags[i] = fmt.Sprintf("SELECT CAST($%s AS VARCHAR) AS model, settlement_id, reason, evidence FROM %s", key, run.FlagTable)
+		run.RowTable, run.ClueTable, run.ClueSettlementTable = rowTable, run.base+"_clues", run.base+"_clue_settlements"
+	}
 	issued := "false"
 	if exclude != "" {
-		issued = fmt.Sprintf("f.settlement_id IN (SELECT settlement_id FROM %s WHERE model = $collider_model)", exclude)
+		issued = fmt.Sprintf("f.settlement_id IN (SELECT settlement_id FROM %s x WHERE x.model = f.model)", exclude)
 	}
 	// A suppression holds from its creation until it expires or is revoked;
 	// the clock is bound so that tests and reruns can fix it. Uncorrelated
 	// IN lists become hash semi-joins, whatever the number of flags.
 	active := `SELECT * FROM ` + suppressions + ` WHERE revoked_at IS NULL
 		AND (expires_at IS NULL OR expires_at > CAST($collider_now AS TIMESTAMP))`
-	rows := fmt.Sprintf(`CREATE OR REPLACE TEMP TABLE %[1]s AS
-WITH active AS (%[4]s)
-SELECT f.settlement_id, f.reason, f.evidence, s.person_id, s.person_name, s.institution_id, s.visit_type,
-       s.visit_start, s.visit_end, s.total_amount, s.fund_amount,
+	q := fmt.Sprintf(`CREATE OR REPLACE TEMP TABLE %[1]s AS
+WITH active AS (%[4]s),
+flags AS (%[3]s)
+SELECT f.model, f.settlement_id, f.reason, f.evidence, s.person_id, s.person_name, s.institution_id, s.visit_type,
+       s.visit_start, s.visit_end, s.total_amount, s.fund_amount, res.name AS resident_name,
        %[2]s AS issued,
        (s.person_id IN (SELECT person_id FROM active WHERE kind = 'person')
         OR s.institution_id IN (SELECT institution_id FROM active WHERE kind = 'institution')
-        OR s.person_id IN (SELECT person_id FROM active WHERE kind = 'model_person' AND model = $collider_model)) AS suppressed
-FROM %[3]s f JOIN settlements s ON s.settlement_id = f.settlement_id`, run.RowTable, issued, run.FlagTable, active)
-	if err := r.exec(ctx, conn, m, "join flagged settlements", rows, all); err != nil {
+        OR s.person_id IN (SELECT person_id FROM active a WHERE a.kind = 'model_person' AND a.model = f.model)) AS suppressed
+FROM flags f
+JOIN settlements s ON s.settlement_id = f.settlement_id
+LEFT JOIN residents res ON res.person_id = s.person_id`, rowTable, issued, strings.Join(flags, "\nUNION ALL "), active)
+	bound, err := bindArgs(ctx, conn, q, args)
+	if err == nil {
+		_, err = conn.ExecContext(ctx, q, bound...)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("models: join flagged settlements: %w", ctx.Err())
+		}
+		return fmt.Errorf("models: join flagged settlements: %w", err)
+	}
+	joined := time.Since(start).Seconds() / float64(len(runs)) // the join's share, counted to each run
+
+	counts := map[string][3]int64{}
+	rows, err := conn.QueryContext(ctx, fmt.Sprintf(`SELECT model, count(*), count(*) FILTER (WHERE issued),
+		count(*) FILTER (WHERE NOT issued AND suppressed) FROM %s GROUP BY model`, rowTable))
+	if err != nil {
+		return fmt.Errorf("models: count rows: %w", err)
+	}
+	for rows.Next() {
+		var model string
+		var c [3]int64
+		if err := rows.Scan(&model, &c[0], &c[1], &c[2]); err != nil {
+			rows.Close()
+			return err
+		}
+		counts[model] = c
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
 		return err
 	}
-	var matched int64
-	if err := conn.QueryRowContext(ctx, fmt.Sprintf(`SELECT count(*), count(*) FILTER (WHERE issued),
-		count(*) FILTER (WHERE NOT issued AND suppressed) FROM %s`, run.RowTable)).Scan(&matched, &run.AlreadyIssued, &run.Suppressed); err != nil {
-		return fmt.Errorf("model %s: count rows: %w", m.Name, err)
+	for _, run := range runs {
+		t0 := time.Now()
+		c := counts[run.Model]
+		run.AlreadyIssued, run.Suppressed = c[1], c[2]
+		run.Unmatched = run.Flagged - c[0]
+		if run.Unmatched > 0 {
+			r.log().Warn("model flagged settlements that are not loaded", "model", run.Model, "unmatched", run.Unmatched)
+		}
+		if err := r.clues(ctx, conn, run); err != nil {
+			return err
+		}
+		run.Seconds = run.FlagSeconds + joined + time.Since(t0).Seconds()
+		r.log().Info("model run", "model", run.Model, "version", run.Version[:12], "flagged", run.Flagged, "already_issued", run.AlreadyIssued,
+			"suppressed", run.Suppressed, "unmatched", run.Unmatched, "clues", run.Clues, "seconds", run.Seconds)
 	}
-	run.Unmatched = run.Flagged - matched
-	if run.Unmatched > 0 {
-		r.log().Warn("model flagged settlements that are not loaded", "model", m.Name, "unmatched", run.Unmatched)
-	}
+	return nil
+}
 
+// clues groups one run's new, unsuppressed rows of the shared row table
+// into its clue tables.
+func (r *Runner) clues(ctx context.Context, conn *sql.Conn, run *Run) error {
+	m, base := run.m, run.base
+	all := map[string]any{}
+	for k, v := range run.Params {
+		all[k] = v
+	}
+	all["collider_model"] = m.Name
+	all["collider_version"] = run.Version
 	steps, err := clueSteps(m, base, run)
 	if err != nil {
 		return &FileError{File: m.File, Line: m.rulesLine, Err: err}
@@ -307,13 +395,13 @@ SELECT w.*,
             'visit_type', w.visit_type, 'visit_start', w.visit_start, 'visit_end', w.visit_end,
             'total_amount', w.total_amount, 'fund_amount', w.fund_amount, 'evidence', w.evidence) AS VARCHAR) AS item
 FROM (
-    SELECT x.* EXCLUDE (issued, suppressed),
+    SELECT x.* EXCLUDE (model, issued, suppressed),
            row_number() OVER (PARTITION BY person_id, institution_id ORDER BY visit_start, settlement_id) AS rn,
            count(*) OVER (PARTITION BY person_id, institution_id) AS clue_size,
            count(*) OVER (PARTITION BY person_id, institution_id ORDER BY visit_start
                           RANGE BETWEEN INTERVAL 90 DAYS PRECEDING AND CURRENT ROW) AS recent_90d
     FROM %[2]s x
-    WHERE NOT x.issued AND NOT x.suppressed
+    WHERE x.model = $collider_model AND NOT x.issued AND NOT x.suppressed
 ) w`, r, run.RowTable)},
 
 		{"sum clues", fmt.Sprintf(`CREATE OR REPLACE TEMP TABLE %[1]s AS
@@ -324,6 +412,7 @@ SELECT person_id, institution_id,
        CAST(sum(total_amount) AS DECIMAL(18,2)) AS total_amount,
        CAST(sum(fund_amount) AS DECIMAL(18,2)) AS fund_amount,
        max(person_name) AS settlement_name,
+       max(resident_name) AS resident_name,
        CASE WHEN %[3]s THEN 'high' WHEN %[4]s THEN 'medium' ELSE 'low' END AS severity
 FROM %[2]s
 GROUP BY person_id, institution_id`, g, r, rule(m.Severity.High), rule(m.Severity.Medium))},
@@ -355,7 +444,7 @@ FROM %[2]s`, n, g)},
 		{"group clues", fmt.Sprintf(`CREATE OR REPLACE TEMP TABLE %[1]s AS
 WITH c AS (
     SELECT n.clue_no, n.score, g.*,
-           coalesce(g.settlement_name, res.name) AS person_name,
+           coalesce(g.settlement_name, g.resident_name) AS person_name,
            coalesce(i.name, '未登记机构') AS institution_name,
            -- 线索下发市州: the institution's city; a province-level or unknown
            -- institution goes to the province (its code's first two digits).
@@ -375,7 +464,6 @@ WITH c AS (
     JOIN %[4]s rep ON rep.person_id = g.person_id AND rep.institution_id = g.institution_id AND rep.rn = 1
     LEFT JOIN %[5]s l ON l.person_id = g.person_id AND l.institution_id = g.institution_id
     LEFT JOIN institutions i ON i.institution_id = g.institution_id
-    LEFT JOIN residents res ON res.person_id = g.person_id
 )
 SELECT CAST(c.clue_no AS BIGINT) AS clue_no,
        CAST($collider_model AS VARCHAR) AS model,

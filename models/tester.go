@@ -434,6 +434,13 @@ func (t *Tester) runCase(ctx context.Context, sc *scratch, m *Model, c Case, n i
 	if len(problems) > 0 {
 		return &FileError{File: m.Tests.File, Line: c.Line, Err: fmt.Errorf("case %q: %s", c.Name, strings.Join(problems, "; "))}
 	}
+	if m.Scope == ScopePerson {
+		before := make(map[string]verdict, len(got))
+		for id, f := range got {
+			before[id] = verdict{reason: f.reason, evidence: f.evidence}
+		}
+		return t.checkPersonScope(ctx, sc, m, c, n, before)
+	}
 	return nil
 }
 

@@ -5,6 +5,10 @@
 --   record nor a civil-status record (虚构参保人). It runs only when both police
 --   feeds have rows: before they are loaded, everyone would look unknown.
 --   A person known to either feed is not a clue.
+-- # A verdict reads whether the person has police records; that both police
+-- # feeds have any rows at all is the one fact about everyone it uses, and a
+-- # feed's first rows re-examine every settlement.
+-- scope: person
 -- params: []
 -- reasons:
 --   unknown_person: 公安户籍与生存状态均无此人

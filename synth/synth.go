@@ -119,12 +119,10 @@ func Generate(ctx context.Context, opt Options) (Summary, error) {
 	if err != nil {
 		return Summary{}, err
 	}
-	w, err := newWorld(opt)
+	w, err := prepareWorld(opt)
 	if err != nil {
 		return Summary{}, err
 	}
-	w.scenarioCount = min(max(w.persons*3/1000, int64(4*len(scenarios))), w.persons/4)
-	w.baseSettle = max(0, opt.Settlements-w.countPlanted())
 
 	dirs := map[string]string{}
 	for _, feed := range goodFeeds {
@@ -178,6 +176,18 @@ func Generate(ctx context.Context, opt Options) (Summary, error) {
 	}
 	sort.Strings(sum.Files)
 	return sum, nil
+}
+
+// prepareWorld makes the province of opt: its counties, institutions, and
+// how persons and settlements are spread over them.
+func prepareWorld(opt Options) (*world, error) {
+	w, err := newWorld(opt)
+	if err != nil {
+		return nil, err
+	}
+	w.scenarioCount = min(max(w.persons*3/1000, int64(4*len(scenarios))), w.persons/4)
+	w.baseSettle = max(0, opt.Settlements-w.countPlanted())
+	return w, nil
 }
 
 // prepareDir creates a delivery directory, refusing one that holds files.

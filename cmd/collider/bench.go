@@ -38,13 +38,19 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			return benchSoak(ctx, args[1:], stdout, stderr)
 		case "backup":
 			return benchBackup(ctx, args[1:], stdout, stderr)
+		case "nightly":
+			return benchNightly(ctx, args[1:], stdout, stderr)
+		case "scale":
+			return benchScale(ctx, args[1:], stdout, stderr)
 		}
 	}
 	fmt.Fprintln(stderr, `usage: collider bench load [flags]   the validated load next to a plain CREATE TABLE AS over the same files
        collider bench api [flags]    lead-inbox latency under 100 clients, idle and while a run is busy
        collider bench models --data DIR [--inbox DIR]   every model through collider and as the same SQL by hand
        collider bench soak [--minutes 30]   the server under 100 clients while runs follow each other; figures per minute
-       collider bench backup --data DIR     how long a backup of the store takes, how big it is, and its restore`)
+       collider bench backup --data DIR     how long a backup of the store takes, how big it is, and its restore
+       collider bench nightly [flags]   the year's first run, a night, a night with nothing new and a full recompute, beside the same work by hand
+       collider bench scale [flags]     the year's first run at several sizes (63 and 250 million settlements): how time, memory, spill and disk grow`)
 	return 2
 }
 

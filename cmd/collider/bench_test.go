@@ -59,3 +59,50 @@ func TestBench_LoadAndModelsPrintTheirRatios(t *testing.T) {
 		t.Errorf("bench models prints no overall ratio:\n%s", r.stdout)
 	}
 }
+
+// bench nightly at a small size: the five phases, the night re-examining a
+// few persons and issuing the late deaths' clues, nothing new examining
+// nobody, the recompute finding nothing the nights missed, the hand-written
+// work finding the same clues as the first run, and the ratios; bench
+// scale: a row per size and the growth.
+func TestBench_NightlyAndScalePrintTheirRatios(t *testing.T) {
+	dir := t.TempDir()
+	r := collider(t, nil, "bench", "nightly", "--dir", dir, "--settlements", "20000", "--persons", "0", "--locations", "0", "--memory-limit", "1GB")
+	if r.code != 0 {
+		t.Fatalf("bench nightly: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	row := regexp.MustCompile(`(?m)^(by hand|first run \(the year\)|a night \(1/365\)|nothing new|full recompute)\s+(\d+\.\d)\s+(\d+)\s+(\d+)\s+(\d+)\s+(all|\d+)\s+(\d+\.\d{3})$`)
+	phases := map[string][]string{}
+	for _, m := range row.FindAllStringSubmatch(r.stdout, -1) {
+		phases[m[1]] = m
+	}
+	if len(phases) != 5 {
+		t.Fatalf("bench nightly: %d phase rows, want 5:\n%s", len(phases), r.stdout)
+	}
+	clues := func(p string) int { n, _ := strconv.Atoi(phases[p][5]); return n }
+	persons := func(p string) string { return phases[p][6] }
+	if clues("by hand") == 0 || clues("by hand") != clues("first run (the year)") {
+		t.Errorf("by hand %d clues, the first run %d", clues("by hand"), clues("first run (the year)"))
+	}
+	if clues("a night (1/365)") == 0 || persons("a night (1/365)") == "0" || persons("a night (1/365)") == "all" {
+		t.Errorf("the night: %d clues, %s persons", clues("a night (1/365)"), persons("a night (1/365)"))
+	}
+	if clues("nothing new") != 0 || persons("nothing new") != "0" || clues("full recompute") != 0 {
+		t.Errorf("nothing new: %d clues, %s persons; recompute %d clues", clues("nothing new"), persons("nothing new"), clues("full recompute"))
+	}
+	for _, want := range []string{`first run / by hand: \d+\.\d\dx`, `a night / first run: \d+\.\d%`, `nothing new: \d+\.\d s`,
+		`the full recompute published no clue`, `(?m)^a night \(1/365\)\s+\d+\.\d\s+\d+\.\d\s+\d+\.\d\s+\d+\.\d`} {
+		if !regexp.MustCompile(want).MatchString(r.stdout) {
+			t.Errorf("bench nightly prints no %s:\n%s", want, r.stdout)
+		}
+	}
+
+	r = collider(t, nil, "bench", "scale", "--dir", dir, "--settlements", "10000,20000", "--persons", "0", "--locations", "0", "--memory-limit", "1GB")
+	if r.code != 0 {
+		t.Fatalf("bench scale: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	if n := len(regexp.MustCompile(`(?m)^(10000|20000)\s+\d+\.\d\s+\d+\s+\d+\s+\d+\s+\d+\s+\d+\s+(1\.00|2\.00)\s`).FindAllString(r.stdout, -1)); n != 2 ||
+		!regexp.MustCompile(`time grows \d+\.\d\dx for 2\.00x the settlements`).MatchString(r.stdout) {
+		t.Fatalf("bench scale:\n%s", r.stdout)
+	}
+}

@@ -31,6 +31,15 @@ func TestCLI_RunBatchesUsersExport(t *testing.T) {
 	if r.code != 0 || lastLine(r.stdout) != "2" {
 		t.Fatalf("second run: exit %d, stdout %q, stderr %s", r.code, r.stdout, r.stderr)
 	}
+	// Nothing new: every model examined nobody; --full examines everything
+	// again, and finds nothing it has not issued.
+	if n := strings.Count(r.stderr, " 0 persons "); n != 5 {
+		t.Fatalf("second run: %d models examined 0 persons, want 5:\n%s", n, r.stderr)
+	}
+	r = collider(t, nil, "run", "--data", data, "--inbox", inbox, "--full")
+	if r.code != 0 || lastLine(r.stdout) != "3" || strings.Count(r.stderr, " in full ") != 5 || !strings.Contains(r.stderr, "batch 3 published: 0 clues") {
+		t.Fatalf("run --full: exit %d, stdout %q, stderr %s", r.code, r.stdout, r.stderr)
+	}
 	r = collider(t, nil, "batches", "--data", data)
 	var ids []string
 	for _, line := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
@@ -38,7 +47,7 @@ func TestCLI_RunBatchesUsersExport(t *testing.T) {
 			ids = append(ids, strings.Fields(line)[0])
 		}
 	}
-	if r.code != 0 || strings.Join(ids, ",") != "1,2" {
+	if r.code != 0 || strings.Join(ids, ",") != "1,2,3" {
 		t.Fatalf("batches: %d %q", r.code, r.stdout)
 	}
 	r = collider(t, nil, "users", "add", "--data", data, "--role", "city", "--city", "620100", "--name", "兰州市医保局")

@@ -26,8 +26,11 @@ func cmdGen(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&opt.Delivery, "delivery", "", "delivery directory name (default 0001)")
 	fs.Int64Var(&opt.FileRows, "file-rows", 0, "rows per Parquet file (default 4,000,000)")
 	fs.BoolVar(&opt.Bad, "bad", false, "also write bad deliveries: wrong schema, corrupt file, bad rows of every reason, one without _SUCCESS")
+	night := fs.Int("night", 0, "write night N of the province the other flags describe (generated before with them) instead of the province: the day's deliveries after its year")
+	share := fs.Int64("share", 365, "with --night: the night brings 1/share of the year's settlements and police records")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: collider gen --out DIR [--seed N] [--settlements N] [--persons N] [--locations N] [--bad]")
+		fmt.Fprintln(stderr, `usage: collider gen --out DIR [--seed N] [--settlements N] [--persons N] [--locations N] [--bad]
+       collider gen --out DIR --night N [--share 365] [the province's --seed, --settlements, --persons, --locations]`)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -36,6 +39,16 @@ func cmdGen(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if opt.Out == "" || fs.NArg() > 0 {
 		fs.Usage()
 		return 2
+	}
+	if *night > 0 {
+		start := time.Now()
+		sum, err := synth.Night(ctx, synth.NightOptions{Province: opt, Out: opt.Out, Night: *night, Delivery: opt.Delivery, Share: *share})
+		if err != nil {
+			fmt.Fprintln(stderr, "collider gen:", err)
+			return 1
+		}
+		printNightSummary(stdout, *night, sum, time.Since(start).Seconds())
+		return 0
 	}
 	sum, err := generate(ctx, opt, stderr)
 	if err != nil {
@@ -80,4 +93,19 @@ func printGenSummary(w io.Writer, sum generated) {
 	tw.Flush()
 	fmt.Fprintf(w, "%d persons, %d institutions; planted %d fraudulent settlements and %d near-misses, listed in %s (%.1f s)\n",
 		sum.Persons, sum.Institutions, sum.Planted, sum.NearMisses, filepath.Join(sum.Out, synth.TruthFile), sum.Seconds)
+}
+
+func printNightSummary(w io.Writer, night int, sum synth.NightSummary, seconds float64) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "feed\trows\n")
+	feedsWritten := make([]string, 0, len(sum.Rows))
+	for f := range sum.Rows {
+		feedsWritten = append(feedsWritten, f)
+	}
+	sort.Strings(feedsWritten)
+	for _, f := range feedsWritten {
+		fmt.Fprintf(tw, "%s\t%d\n", f, sum.Rows[f])
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "night %d: %d late deaths, %d corrected settlements (%.1f s)\n", night, sum.LateDeaths, sum.Corrections, seconds)
 }

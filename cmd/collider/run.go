@@ -20,9 +20,10 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: collider run --data DIR [--inbox DIR] [--models DIR]")
+		fmt.Fprintln(stderr, "usage: collider run --data DIR [--inbox DIR] [--models DIR] [--full]")
 		fs.PrintDefaults()
 	}
+	full := fs.Bool("full", false, "examine every model over every settlement, whatever changed since the last batch")
 	cfg, err := parseWithConfig(fs, args, (*Config).serviceFlags)
 	if err != nil {
 		fmt.Fprintln(stderr, "collider run:", err)
@@ -54,6 +55,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	p := &jobs.Pipeline{Store: s, Casebook: cb, Catalog: wb.Previewer.Catalog, Inbox: cfg.Inbox, Snapshot: sb.Snapshot}
+	p.Full = *full
 	out, err := runWithProgress(ctx, p, stderr)
 	if out.BatchID > 0 {
 		// The changed files of --models DIR: versions for the province to
@@ -120,11 +122,15 @@ func printRunSummary(w io.Writer, out jobs.Outcome) {
 		fmt.Fprintln(w)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "model\tversion\tflagged\talready issued\tsuppressed\tnew clues\tsettlements")
+	fmt.Fprintln(tw, "model\tversion\texamined\tflagged\talready issued\tsuppressed\tnew clues\tsettlements")
 	ms := append([]casebook.ModelRun(nil), out.Models...)
 	sort.Slice(ms, func(i, j int) bool { return ms[i].Model < ms[j].Model })
 	for _, m := range ms {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\n", m.Model, m.Version[:12], m.Flagged, m.AlreadyIssued, m.Suppressed, m.Clues, m.Settlements)
+		examined := "in full"
+		if m.Scope == "person" {
+			examined = fmt.Sprintf("%d persons", m.Persons)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\n", m.Model, m.Version[:12], examined, m.Flagged, m.AlreadyIssued, m.Suppressed, m.Clues, m.Settlements)
 	}
 	tw.Flush()
 	if out.BatchID > 0 {
