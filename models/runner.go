@@ -24,12 +24,14 @@ package models
 import (
 	"context"
 	"database/sql"
+	_ "embed"
 	"errors"
 	"fmt"
 	"log/slog"
 	"regexp"
 	"strconv"
 	"strings"
+	"text/template"
 	"time"
 
 	"collider/domain"
@@ -228,15 +230,46 @@ func (r *Runner) Group(ctx context.Context, conn *sql.Conn, opt RunOptions, runs
 		return nil
 	}
 	start := time.Now()
+	rowTable, err := r.joinFlags(ctx, conn, opt, runs)
+	if err != nil {
+		return err
+	}
+	joined := time.Since(start).Seconds() / float64(len(runs)) // the join's share, counted to each run
+	counts, err := countRows(ctx, conn, rowTable)
+	if err != nil {
+		return err
+	}
+	for _, run := range runs {
+		t0 := time.Now()
+		c := counts[run.Model]
+		run.AlreadyIssued, run.Suppressed = c[1], c[2]
+		run.Unmatched = run.Flagged - c[0]
+		if run.Unmatched > 0 {
+			r.log().Warn("model flagged settlements that are not loaded", "model", run.Model, "unmatched", run.Unmatched)
+		}
+		if err := r.clues(ctx, conn, run); err != nil {
+			return err
+		}
+		run.Seconds = run.FlagSeconds + joined + time.Since(t0).Seconds()
+		r.log().Info("model run", "model", run.Model, "version", run.Version[:12], "flagged", run.Flagged, "already_issued", run.AlreadyIssued,
+			"suppressed", run.Suppressed, "unmatched", run.Unmatched, "clues", run.Clues, "seconds", run.Seconds)
+	}
+	return nil
+}
+
+// joinFlags joins every run's flags back to their settlements (and the
+// residents' names) in one temp table, marking those already issued and
+// those suppressed; it returns the table's name.
+func (r *Runner) joinFlags(ctx context.Context, conn *sql.Conn, opt RunOptions, runs []*Run) (string, error) {
 	exclude, suppressions := opt.Exclude, opt.Suppressions
 	if suppressions == "" {
 		suppressions = "casebook.suppressions"
 	}
 	if exclude != "" && !identRe.MatchString(exclude) {
-		return fmt.Errorf("models: excluded table %q is not an identifier", exclude)
+		return "", fmt.Errorf("models: excluded table %q is not an identifier", exclude)
 	}
 	if !identRe.MatchString(suppressions) {
-		return fmt.Errorf("models: suppressions table %q is not an identifier", suppressions)
+		return "", fmt.Errorf("models: suppressions table %q is not an identifier", suppressions)
 	}
 	rowTable := runs[0].base + "_rows"
 	if len(runs) > 1 {
@@ -247,13 +280,13 @@ func (r *Runner) Group(ctx context.Context, conn *sql.Conn, opt RunOptions, runs
 		rowTable = prefix + "__rows" // model names start with a letter: no model's table is called so
 	}
 	if !identRe.MatchString(rowTable) {
-		return fmt.Errorf("models: temp table name %q is not an identifier", rowTable)
+		return "", fmt.Errorf("models: temp table name %q is not an identifier", rowTable)
 	}
 	args := map[string]any{"collider_now": domain.DBTime(r.now())}
 	flags := make([]string, len(runs))
 	for i, run := range runs {
 		if run.m == nil || !identRe.MatchString(run.FlagTable) || !identRe.MatchString(run.base) {
-			return fmt.Errorf("models: run of %s was not started", run.Model)
+			return "", fmt.Errorf("models: run of %s was not started", run.Model)
 		}
 		key := fmt.Sprintf("collider_model_%d", i)
 		args[key] = run.Model
@@ -287,47 +320,32 @@ LEFT JOIN residents res ON res.person_id = s.person_id`, rowTable, issued, strin
 	}
 	if err != nil {
 		if ctx.Err() != nil {
-			return fmt.Errorf("models: join flagged settlements: %w", ctx.Err())
+			return "", fmt.Errorf("models: join flagged settlements: %w", ctx.Err())
 		}
-		return fmt.Errorf("models: join flagged settlements: %w", err)
+		return "", fmt.Errorf("models: join flagged settlements: %w", err)
 	}
-	joined := time.Since(start).Seconds() / float64(len(runs)) // the join's share, counted to each run
+	return rowTable, nil
+}
 
+// countRows counts, per model, the joined flags, those already issued and
+// those suppressed.
+func countRows(ctx context.Context, conn *sql.Conn, rowTable string) (map[string][3]int64, error) {
 	counts := map[string][3]int64{}
 	rows, err := conn.QueryContext(ctx, fmt.Sprintf(`SELECT model, count(*), count(*) FILTER (WHERE issued),
 		count(*) FILTER (WHERE NOT issued AND suppressed) FROM %s GROUP BY model`, rowTable))
 	if err != nil {
-		return fmt.Errorf("models: count rows: %w", err)
+		return nil, fmt.Errorf("models: count rows: %w", err)
 	}
+	defer rows.Close()
 	for rows.Next() {
 		var model string
 		var c [3]int64
 		if err := rows.Scan(&model, &c[0], &c[1], &c[2]); err != nil {
-			rows.Close()
-			return err
+			return nil, err
 		}
 		counts[model] = c
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	for _, run := range runs {
-		t0 := time.Now()
-		c := counts[run.Model]
-		run.AlreadyIssued, run.Suppressed = c[1], c[2]
-		run.Unmatched = run.Flagged - c[0]
-		if run.Unmatched > 0 {
-			r.log().Warn("model flagged settlements that are not loaded", "model", run.Model, "unmatched", run.Unmatched)
-		}
-		if err := r.clues(ctx, conn, run); err != nil {
-			return err
-		}
-		run.Seconds = run.FlagSeconds + joined + time.Since(t0).Seconds()
-		r.log().Info("model run", "model", run.Model, "version", run.Version[:12], "flagged", run.Flagged, "already_issued", run.AlreadyIssued,
-			"suppressed", run.Suppressed, "unmatched", run.Unmatched, "clues", run.Clues, "seconds", run.Seconds)
-	}
-	return nil
+	return counts, rows.Err()
 }
 
 // clues groups one run's new, unsuppressed rows of the shared row table
@@ -363,17 +381,22 @@ func (r *Runner) clues(ctx context.Context, conn *sql.Conn, run *Run) error {
 
 type step struct{ what, sql string }
 
-// clueSteps are the statements that group the new, unsuppressed flags into
-// clues. Each step is a temp table, so that DuckDB can spill it: sorts and
-// fixed-size aggregates spill to disk, but list aggregates hold every group
-// in memory, so only clues of several settlements are built with lists.
+// clueStepsSQL are the statements that group a model's flags into clues
+// (steps/clues.sql), each after its `-- step:` line.
 //
-// Severity rules and narrative templates come from the model's header.
-// A rule may use aggregates over these columns of a clue's settlements:
-// settlement_id, reason, evidence, person_id, person_name, institution_id,
-// visit_type, visit_start, visit_end, total_amount, fund_amount, and
-// recent_90d (how many of the clue's settlements fall in the 90 days up to
-// this one: repeated purchases at one pharmacy).
+//go:embed steps/clues.sql
+var clueStepsSQL string
+
+var clueStepsTemplate = template.Must(template.New("clues.sql").Option("missingkey=error").Parse(clueStepsSQL))
+
+// clueTables are the names clues.sql is filled in with.
+type clueTables struct {
+	Ordered, Sums, Lists, Numbers, Rows, Clues, ClueSettlements string
+	High, Medium, Narrative                                     string // SQL expressions
+}
+
+// clueSteps are the statements that group the new, unsuppressed flags into
+// clues (steps/clues.sql), filled in for one model's run.
 func clueSteps(m *Model, base string, run *Run) ([]step, error) {
 	narrative, err := narrativeSQL(m)
 	if err != nil {
@@ -385,101 +408,18 @@ func clueSteps(m *Model, base string, run *Run) ([]step, error) {
 		}
 		return "(" + expr + ")"
 	}
-	r, g, lists, n := base+"_r", base+"_g", base+"_lists", base+"_n"
-	return []step{
-		// One row per settlement with its position rn in the clue, the
-		// clue's size, and its item of the clue's evidence list.
-		{"order settlements", fmt.Sprintf(`CREATE OR REPLACE TEMP TABLE %[1]s AS
-SELECT w.*,
-       CAST(json_object('n', w.rn, 'settlement_id', w.settlement_id, 'reason', w.reason,
-            'visit_type', w.visit_type, 'visit_start', w.visit_start, 'visit_end', w.visit_end,
-            'total_amount', w.total_amount, 'fund_amount', w.fund_amount, 'evidence', w.evidence) AS VARCHAR) AS item
-FROM (
-    SELECT x.* EXCLUDE (model, issued, suppressed),
-           row_number() OVER (PARTITION BY person_id, institution_id ORDER BY visit_start, settlement_id) AS rn,
-           count(*) OVER (PARTITION BY person_id, institution_id) AS clue_size,
-           count(*) OVER (PARTITION BY person_id, institution_id ORDER BY visit_start
-                          RANGE BETWEEN INTERVAL 90 DAYS PRECEDING AND CURRENT ROW) AS recent_90d
-    FROM %[2]s x
-    WHERE x.model = $collider_model AND NOT x.issued AND NOT x.suppressed
-) w`, r, run.RowTable)},
-
-		{"sum clues", fmt.Sprintf(`CREATE OR REPLACE TEMP TABLE %[1]s AS
-SELECT person_id, institution_id,
-       count(*) AS settlement_count,
-       min(visit_start) AS first_visit,
-       max(visit_start) AS last_visit,
-       CAST(sum(total_amount) AS DECIMAL(18,2)) AS total_amount,
-       CAST(sum(fund_amount) AS DECIMAL(18,2)) AS fund_amount,
-       max(person_name) AS settlement_name,
-       max(resident_name) AS resident_name,
-       CASE WHEN %[3]s THEN 'high' WHEN %[4]s THEN 'medium' ELSE 'low' END AS severity
-FROM %[2]s
-GROUP BY person_id, institution_id`, g, r, rule(m.Severity.High), rule(m.Severity.Medium))},
-
-		// Lists are sorted rather than aggregated with ORDER BY, which sorts
-		// per group and costs ten times more; each item carries its position
-		// rn as a 10-digit prefix, removed after sorting. Evidence items are
-		// joined with the record separator, which JSON text never holds raw.
-		{"list settlements", fmt.Sprintf(`CREATE OR REPLACE TEMP TABLE %[1]s AS
-SELECT person_id, institution_id,
-       regexp_replace(array_to_string(list_sort(list(lpad(CAST(rn AS VARCHAR), 10, '0') || settlement_id)), ';'),
-                      '(^|;)[0-9]{10}', '\1', 'g') AS settlement_ids,
-       array_to_string(list_sort(list_distinct(list(reason))), ';') AS reasons,
-       replace(regexp_replace(array_to_string(list_sort(list(lpad(CAST(rn AS VARCHAR), 10, '0') || item)), chr(30)),
-                              '(^|\x1e)[0-9]{10}', '\1', 'g'), chr(30), ',') AS items
-FROM %[2]s
-WHERE clue_size > 1
-GROUP BY person_id, institution_id`, lists, r)},
-
-		{"number clues", fmt.Sprintf(`CREATE OR REPLACE TEMP TABLE %[1]s AS
-SELECT person_id, institution_id,
-       round(CASE severity WHEN 'high' THEN 3 WHEN 'medium' THEN 2 ELSE 1 END
-             * CAST(fund_amount AS DOUBLE) * settlement_count, 2) AS score,
-       row_number() OVER (ORDER BY CASE severity WHEN 'high' THEN 3 WHEN 'medium' THEN 2 ELSE 1 END
-                                   * CAST(fund_amount AS DOUBLE) * settlement_count DESC,
-                                   person_id, institution_id) AS clue_no
-FROM %[2]s`, n, g)},
-
-		{"group clues", fmt.Sprintf(`CREATE OR REPLACE TEMP TABLE %[1]s AS
-WITH c AS (
-    SELECT n.clue_no, n.score, g.*,
-           coalesce(g.settlement_name, g.resident_name) AS person_name,
-           coalesce(i.name, '未登记机构') AS institution_name,
-           -- 线索下发市州: the institution's city; a province-level or unknown
-           -- institution goes to the province (its code's first two digits).
-           CASE WHEN i.region_code IS NULL THEN substr(g.institution_id, 2, 2) || '0000'
-                WHEN i.region_code LIKE '__0000' THEN i.region_code
-                ELSE i.city_code END AS city_code,
-           rep.reason AS rep_reason,
-           CAST(rep.evidence AS VARCHAR) AS rep_evidence,
-           rep.visit_type AS rep_visit_type,
-           rep.visit_start AS rep_visit_start,
-           rep.visit_end AS rep_visit_end,
-           coalesce(l.settlement_ids, rep.settlement_id) AS settlement_ids,
-           coalesce(l.reasons, rep.reason) AS reasons,
-           '[' || coalesce(l.items, rep.item) || ']' AS evidence_list
-    FROM %[2]s g
-    JOIN %[3]s n ON n.person_id = g.person_id AND n.institution_id = g.institution_id
-    JOIN %[4]s rep ON rep.person_id = g.person_id AND rep.institution_id = g.institution_id AND rep.rn = 1
-    LEFT JOIN %[5]s l ON l.person_id = g.person_id AND l.institution_id = g.institution_id
-    LEFT JOIN institutions i ON i.institution_id = g.institution_id
-)
-SELECT CAST(c.clue_no AS BIGINT) AS clue_no,
-       CAST($collider_model AS VARCHAR) AS model,
-       CAST($collider_version AS VARCHAR) AS model_version,
-       c.severity, c.score, c.reasons, c.person_id, c.person_name, c.institution_id, c.institution_name,
-       c.city_code, CAST(c.settlement_count AS INTEGER) AS settlement_count, c.settlement_ids,
-       c.first_visit, c.last_visit, c.total_amount, c.fund_amount,
-       %[6]s AS narrative,
-       c.evidence_list AS evidence
-FROM c`, run.ClueTable, g, n, r, lists, narrative)},
-
-		{"link clue settlements", fmt.Sprintf(`CREATE OR REPLACE TEMP TABLE %[1]s AS
-SELECT n.clue_no, CAST($collider_model AS VARCHAR) AS model, x.settlement_id
-FROM %[2]s x JOIN %[3]s n ON n.person_id = x.person_id AND n.institution_id = x.institution_id`,
-			run.ClueSettlementTable, r, n)},
-	}, nil
+	var text strings.Builder
+	if err := clueStepsTemplate.Execute(&text, clueTables{Ordered: base + "_r", Sums: base + "_g", Lists: base + "_lists", Numbers: base + "_n",
+		Rows: run.RowTable, Clues: run.ClueTable, ClueSettlements: run.ClueSettlementTable,
+		High: rule(m.Severity.High), Medium: rule(m.Severity.Medium), Narrative: narrative}); err != nil {
+		return nil, err
+	}
+	var steps []step
+	for _, part := range strings.Split(text.String(), "-- step: ")[1:] {
+		what, sql, _ := strings.Cut(part, "\n")
+		steps = append(steps, step{what: strings.TrimSpace(what), sql: strings.TrimSpace(sql)})
+	}
+	return steps, nil
 }
 
 // exec runs one of the runner's statements with bound parameters; errors

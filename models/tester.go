@@ -331,12 +331,41 @@ func (t *Tester) runCase(ctx context.Context, sc *scratch, m *Model, c Case, n i
 	if t.Load == nil {
 		return errors.New("fixtures: no loader (Tester.Load)")
 	}
-	if err := sc.reset(ctx); err != nil {
+	settlementIDs, err := t.loadCase(ctx, sc, m, c, n)
+	if err != nil {
 		return err
+	}
+	run, err := t.Runner.Run(ctx, sc.conn, m, RunOptions{Params: c.Params, Prefix: "fixture", Suppressions: "fixture_suppressions"})
+	if err != nil {
+		return err
+	}
+	got, err := caseFlags(ctx, sc.conn, run)
+	if err != nil {
+		return err
+	}
+	if problems := judgeCase(m, c, settlementIDs, got); len(problems) > 0 {
+		return &FileError{File: m.Tests.File, Line: c.Line, Err: fmt.Errorf("case %q: %s", c.Name, strings.Join(problems, "; "))}
+	}
+	if m.Scope == ScopePerson {
+		before := make(map[string]verdict, len(got))
+		for id, f := range got {
+			before[id] = verdict{reason: f.reason, evidence: f.evidence}
+		}
+		return t.checkPersonScope(ctx, sc, m, c, n, before)
+	}
+	return nil
+}
+
+// loadCase loads a case's rows into the scratch store through the real
+// loader, feed by feed, and returns its settlement IDs; a row the loader
+// rejects fails the case at its line.
+func (t *Tester) loadCase(ctx context.Context, sc *scratch, m *Model, c Case, n int) (map[string]bool, error) {
+	if err := sc.reset(ctx); err != nil {
+		return nil, err
 	}
 	caseDir := filepath.Join(sc.dir, "cases", fmt.Sprintf("%s-%03d", m.Name, n))
 	if err := os.RemoveAll(caseDir); err != nil {
-		return err
+		return nil, err
 	}
 	lineOfRow := map[string][]int{}
 	settlementIDs := map[string]bool{}
@@ -353,43 +382,43 @@ func (t *Tester) runCase(ctx context.Context, sc *scratch, m *Model, c Case, n i
 		}
 		dir := filepath.Join(caseDir, feed)
 		if err := writeParquet(ctx, sc.conn, filepath.Join(dir, "part-00000.parquet"), feed, cols, rows); err != nil {
-			return err
+			return nil, err
 		}
 		if err := t.Load(ctx, sc.store, feed, dir); err != nil {
-			return fmt.Errorf("load %s: %w", feed, err)
+			return nil, fmt.Errorf("load %s: %w", feed, err)
 		}
 	}
-	if err := rejectedRows(ctx, sc.conn, m.Tests.File, lineOfRow); err != nil {
-		return err
-	}
+	return settlementIDs, rejectedRows(ctx, sc.conn, m.Tests.File, lineOfRow)
+}
 
-	run, err := t.Runner.Run(ctx, sc.conn, m, RunOptions{Params: c.Params, Prefix: "fixture", Suppressions: "fixture_suppressions"})
-	if err != nil {
-		return err
-	}
-	type flagged struct{ reason, kind, severity, narrative, evidence string }
+// flagged is what a case's run made of one settlement.
+type flagged struct{ reason, kind, severity, narrative, evidence string }
+
+// caseFlags reads a case's run: each flagged settlement with its clue.
+func caseFlags(ctx context.Context, conn *sql.Conn, run *Run) (map[string]*flagged, error) {
 	got := map[string]*flagged{}
-	rows, err := sc.conn.QueryContext(ctx, fmt.Sprintf(`SELECT f.settlement_id, f.reason, coalesce(json_type(f.evidence), 'NULL'),
+	rows, err := conn.QueryContext(ctx, fmt.Sprintf(`SELECT f.settlement_id, f.reason, coalesce(json_type(f.evidence), 'NULL'),
 		coalesce(c.severity, ''), coalesce(c.narrative, ''), coalesce(CAST(f.evidence AS VARCHAR), '')
 		FROM %s f LEFT JOIN %s cs ON cs.settlement_id = f.settlement_id LEFT JOIN %s c ON c.clue_no = cs.clue_no`,
 		run.FlagTable, run.ClueSettlementTable, run.ClueTable))
 	if err != nil {
-		return err
+		return nil, err
 	}
+	defer rows.Close()
 	for rows.Next() {
 		var id string
 		var f flagged
 		if err := rows.Scan(&id, &f.reason, &f.kind, &f.severity, &f.narrative, &f.evidence); err != nil {
-			rows.Close()
-			return err
+			return nil, err
 		}
 		got[id] = &f
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return err
-	}
+	return got, rows.Err()
+}
 
+// judgeCase holds a case's run to the case: what is flagged and why, what
+// stays clear, evidence, narrative and severity.
+func judgeCase(m *Model, c Case, settlementIDs map[string]bool, got map[string]*flagged) []string {
 	var problems []string
 	for _, id := range sortedKeys(c.Flag) {
 		if !settlementIDs[id] {
@@ -431,17 +460,7 @@ func (t *Tester) runCase(ctx context.Context, sc *scratch, m *Model, c Case, n i
 			problems = append(problems, fmt.Sprintf("%s: severity %s, want %s", id, f.severity, want))
 		}
 	}
-	if len(problems) > 0 {
-		return &FileError{File: m.Tests.File, Line: c.Line, Err: fmt.Errorf("case %q: %s", c.Name, strings.Join(problems, "; "))}
-	}
-	if m.Scope == ScopePerson {
-		before := make(map[string]verdict, len(got))
-		for id, f := range got {
-			before[id] = verdict{reason: f.reason, evidence: f.evidence}
-		}
-		return t.checkPersonScope(ctx, sc, m, c, n, before)
-	}
-	return nil
+	return problems
 }
 
 // writeParquet writes fixture rows to a Parquet file with DuckDB, typed as
