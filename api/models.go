@@ -87,14 +87,23 @@ func (s *Server) listModels(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"items": out})
 }
 
-func (s *Server) getModel(c echo.Context) error {
+// modelOf finds the live model the path names.
+func (s *Server) modelOf(c echo.Context) (*models.Model, error) {
 	cat, err := s.catalog()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	m, err := cat.Model(c.Param("name"))
 	if err != nil {
-		return domain.Errorf(domain.ENOTFOUND, "no model %q", c.Param("name"))
+		return nil, domain.Errorf(domain.ENOTFOUND, "no model %q", c.Param("name"))
+	}
+	return m, nil
+}
+
+func (s *Server) getModel(c echo.Context) error {
+	m, err := s.modelOf(c)
+	if err != nil {
+		return err
 	}
 	return c.JSON(http.StatusOK, describeModel(m, true))
 }

@@ -120,7 +120,7 @@ func pageErrorOf(err error) *pageError {
 	case domain.ENOTFOUND:
 		return &pageError{Status: http.StatusNotFound, Title: "未找到", Message: "没有找到要查看的内容，或者它不在您的权限范围内。"}
 	case domain.EFORBIDDEN:
-		return &pageError{Status: http.StatusForbidden, Title: "无权访问", Message: "这个页面不属于您的角色。"}
+		return &pageError{Status: http.StatusForbidden, Title: "无权访问", Message: "这个页面不属于您的角色，请回到首页。"}
 	case domain.EINVALID:
 		return &pageError{Status: http.StatusBadRequest, Title: "请求有误", Message: domain.ErrorMessage(err)}
 	case domain.ECONFLICT:
@@ -143,20 +143,6 @@ func (s *Server) pageErrorPage(c echo.Context, err error) {
 	}
 }
 
-// pageAllow restricts a page to roles: another role gets 403 with a link home.
-func pageAllow(roles ...casebook.Role) echo.MiddlewareFunc {
-	return func(next echo.HandlerFunc) echo.HandlerFunc {
-		return func(c echo.Context) error {
-			u := user(c)
-			for _, r := range roles {
-				if u.Role == r {
-					return next(c)
-				}
-			}
-			return &pageError{Status: http.StatusForbidden, Title: "无权访问", Message: "这个页面不属于您的角色（" + roleName(string(u.Role)) + "）。"}
-		}
-	}
-}
 
 // pageRoutes registers the pages; routes.go calls it.
 func (s *Server) pageRoutes() {
@@ -169,9 +155,9 @@ func (s *Server) pageRoutes() {
 	p := e.Group("", s.pageSession, csrfChecked)
 	p.GET("/", func(c echo.Context) error { return c.Redirect(http.StatusSeeOther, homeOf(user(c).Role)) })
 	p.POST("/logout", s.logout)
-	casework := pageAllow(casebook.RoleCity, casebook.RoleProvince)
-	province := pageAllow(casebook.RoleProvince)
-	modelRoom := pageAllow(casebook.RoleProvince, casebook.RoleModeler)
+	casework := allow(casebook.RoleCity, casebook.RoleProvince)
+	province := allow(casebook.RoleProvince)
+	modelRoom := allow(casebook.RoleProvince, casebook.RoleModeler)
 	p.GET("/leads", s.leadsPage, casework)
 	p.GET("/leads/export", s.leadsExport, casework)
 	p.GET("/leads/:id", s.leadPage, casework)
@@ -204,10 +190,10 @@ func (s *Server) pageRoutes() {
 	p.POST("/models/:name/submit", s.modelSubmitPage, modelRoom)
 	p.POST("/models/:name/rollback", s.modelRollbackPage, province)
 	p.POST("/drafts/:id/decide", s.draftDecidePage, province)
-	p.GET("/users", s.usersPage, pageAllow(casebook.RoleAdmin))
-	p.GET("/users/export", listDownload(s, s.userList), pageAllow(casebook.RoleAdmin))
-	p.POST("/users", s.addUserPage, pageAllow(casebook.RoleAdmin))
-	p.POST("/users/:id/revoke", s.revokeUserPage, pageAllow(casebook.RoleAdmin))
+	p.GET("/users", s.usersPage, allow(casebook.RoleAdmin))
+	p.GET("/users/export", listDownload(s, s.userList), allow(casebook.RoleAdmin))
+	p.POST("/users", s.addUserPage, allow(casebook.RoleAdmin))
+	p.POST("/users/:id/revoke", s.revokeUserPage, allow(casebook.RoleAdmin))
 }
 
 // staticHandler serves the embedded assets, cached for a day.

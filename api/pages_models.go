@@ -119,13 +119,9 @@ func (s *Server) modelPage(c echo.Context) error {
 
 func (s *Server) showModel(c echo.Context, status int, fs forms, pv *models.Preview) error {
 	ctx := c.Request().Context()
-	cat, err := s.catalog()
+	m, err := s.modelOf(c)
 	if err != nil {
 		return err
-	}
-	m, err := cat.Model(c.Param("name"))
-	if err != nil {
-		return domain.Errorf(domain.ENOTFOUND, "no model %q", c.Param("name"))
 	}
 	v := modelView{forms: fs, Model: m, Version: versionOf(m), Preview: pv}
 	if v.forms == nil {
@@ -205,13 +201,9 @@ func (s *Server) modelSubmitPage(c echo.Context) error  { return s.modelForm(c, 
 
 // modelForm previews the form's draft, or submits it for approval.
 func (s *Server) modelForm(c echo.Context, submit bool) error {
-	cat, err := s.catalog()
+	m, err := s.modelOf(c)
 	if err != nil {
 		return err
-	}
-	m, err := cat.Model(c.Param("name"))
-	if err != nil {
-		return domain.Errorf(domain.ENOTFOUND, "no model %q", c.Param("name"))
 	}
 	if s.Models.Previewer == nil {
 		return domain.Errorf(domain.ECONFLICT, "this server has no preview engine")

@@ -211,15 +211,7 @@ func (v runView) StepDetail(step, detail string) string {
 // runPage shows a run; its JSON twin (?format=json) is what the page's
 // script polls while the run is busy.
 func (s *Server) runPage(c echo.Context) error {
-	r, err := s.runs()
-	if err != nil {
-		return err
-	}
-	id, err := pathID(c)
-	if err != nil {
-		return err
-	}
-	rec, err := r.Get(c.Request().Context(), id)
+	rec, err := s.runOf(c)
 	if err != nil {
 		return err
 	}
@@ -231,7 +223,7 @@ func (s *Server) runPage(c echo.Context) error {
 		}
 		return c.JSON(http.StatusOK, out)
 	}
-	return s.render(c, http.StatusOK, "run", fmt.Sprintf("运行 #%d", id), runView{Run: rec, titles: s.modelTitles()})
+	return s.render(c, http.StatusOK, "run", fmt.Sprintf("运行 #%d", rec.ID), runView{Run: rec, titles: s.modelTitles()})
 }
 
 type deliveriesView struct {

@@ -81,16 +81,21 @@ func (s *Server) listRuns(c echo.Context) error {
 	return c.JSON(http.StatusOK, newPage(items, limit, func(r jobs.RunRecord) int64 { return r.ID }))
 }
 
-func (s *Server) getRun(c echo.Context) error {
+// runOf reads the run the path names.
+func (s *Server) runOf(c echo.Context) (jobs.RunRecord, error) {
 	r, err := s.runs()
 	if err != nil {
-		return err
+		return jobs.RunRecord{}, err
 	}
 	id, err := pathID(c)
 	if err != nil {
-		return err
+		return jobs.RunRecord{}, err
 	}
-	rec, err := r.Get(c.Request().Context(), id)
+	return r.Get(c.Request().Context(), id)
+}
+
+func (s *Server) getRun(c echo.Context) error {
+	rec, err := s.runOf(c)
 	if err != nil {
 		return err
 	}
