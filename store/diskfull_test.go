@@ -9,56 +9,13 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+
+	"collider/store/storetest"
 )
-
-// mountTmpfs mounts a tmpfs of the given size (e.g. "64m") on a new
-// directory: a real small filesystem that really fills. It needs root,
-// which CI has; there a failed mount fails the test rather than skipping it.
-func mountTmpfs(t *testing.T, size string) string {
-	t.Helper()
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
-		if os.Geteuid() != 0 {
-			t.Skipf("mounting a tmpfs needs root (CI runs as root): %v %s", err, out)
-		}
-		t.Fatalf("mount tmpfs: %v %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
-	return dir
-}
-
-// fill takes every byte of dir's filesystem but leave; the returned
-// function frees the room again.
-func fill(t *testing.T, dir string, leave int64) func() {
-	t.Helper()
-	path := filepath.Join(dir, "filler")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 1<<20)
-	var n int64
-	for {
-		k, err := f.Write(buf)
-		n += int64(k)
-		if err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatal(err)
-			}
-			break
-		}
-	}
-	if err := f.Truncate(max(0, n-leave)); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	return func() { os.Remove(path) }
-}
 
 func TestDiskFull_RecognizesWhatEachLayerSays(t *testing.T) {
 	dir := t.TempDir()
@@ -102,7 +59,7 @@ func TestDiskFull_RecognizesWhatEachLayerSays(t *testing.T) {
 // with nothing lost.
 func TestCheckpoint_FullDiskPostponesAndCommitsFailCleanly(t *testing.T) {
 	ctx := context.Background()
-	mnt := mountTmpfs(t, "128m")
+	mnt := storetest.MountTmpfs(t, "128m")
 	data := filepath.Join(mnt, "data")
 	s, err := Open(ctx, Options{Dir: data, MemoryLimit: "1GB", Threads: 2})
 	if err != nil {
@@ -116,7 +73,7 @@ func TestCheckpoint_FullDiskPostponesAndCommitsFailCleanly(t *testing.T) {
 	if err := audit(1); err != nil {
 		t.Fatal(err)
 	}
-	free := fill(t, mnt, 0)
+	free := storetest.Fill(t, mnt, 0)
 	err = audit(2)
 	if !errors.Is(s.DiskFull(err), ErrDiskFull) || !strings.Contains(s.DiskFull(err).Error(), filepath.Join(data, "casebook.duckdb.wal")) {
 		t.Fatalf("a commit on a full disk: %v", err)
@@ -156,7 +113,7 @@ func TestCheckpoint_FullDiskPostponesAndCommitsFailCleanly(t *testing.T) {
 // answers reads and, once room is freed, writes.
 func TestCheckpoint_CasebookInvalidatedByAFullDiskIsAttachedAgain(t *testing.T) {
 	ctx := context.Background()
-	mnt := mountTmpfs(t, "128m")
+	mnt := storetest.MountTmpfs(t, "128m")
 	s, err := Open(ctx, Options{Dir: filepath.Join(mnt, "data"), MemoryLimit: "1GB", Threads: 2})
 	if err != nil {
 		t.Fatal(err)
@@ -165,7 +122,7 @@ func TestCheckpoint_CasebookInvalidatedByAFullDiskIsAttachedAgain(t *testing.T) 
 	if _, err := s.DB.ExecContext(ctx, "INSERT INTO casebook.audit SELECT i, now(), 1, 'test', 'admin', 'view', repeat('x', 200) || i, 1, NULL FROM range(20000) t(i)"); err != nil {
 		t.Fatal(err)
 	}
-	free := fill(t, mnt, 0)
+	free := storetest.Fill(t, mnt, 0)
 	err = s.fold(ctx, Casebook) // what the room check exists to avoid
 	if !errors.Is(err, ErrDiskFull) {
 		t.Fatalf("a checkpoint on a full disk: %v", err)

@@ -11,62 +11,18 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"collider/store/storetest"
 )
-
-// mountTmpfs mounts a tmpfs of the given size (e.g. "256m") on a new
-// directory. It needs root, which CI has; there a failed mount fails the
-// test rather than skipping it.
-func mountTmpfs(t *testing.T, size string) string {
-	t.Helper()
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
-		if os.Geteuid() != 0 {
-			t.Skipf("mounting a tmpfs needs root (CI runs as root): %v %s", err, out)
-		}
-		t.Fatalf("mount tmpfs: %v %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
-	return dir
-}
-
-// fill takes all the room of dir's filesystem but leave bytes; the
-// returned function frees it again.
-func fill(t *testing.T, dir string, leave int64) func() {
-	t.Helper()
-	path := filepath.Join(dir, "filler")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 1<<20)
-	var n int64
-	for {
-		k, err := f.Write(buf)
-		n += int64(k)
-		if err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatal(err)
-			}
-			break
-		}
-	}
-	if err := f.Truncate(max(0, n-leave)); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	return func() { os.Remove(path) }
-}
 
 var (
 	provinceOnce sync.Once
@@ -199,12 +155,12 @@ func endsLikeUninterrupted(t *testing.T, s *server, data string) {
 // the delivery is rolled back and not recorded as failed (it is not its
 // fault), and the next run after room is freed loads it.
 func TestDiskFull_Load(t *testing.T) {
-	mnt := mountTmpfs(t, "256m")
+	mnt := storetest.MountTmpfs(t, "256m")
 	data, inbox := filepath.Join(mnt, "data"), filepath.Join(t.TempDir(), "inbox")
 	stage(t, data, inbox)
 	token := addUser(t, data, "province", "")
 	s := startServe(t, data, inbox, "off")
-	free := fill(t, mnt, 32<<10)
+	free := storetest.Fill(t, mnt, 32<<10)
 	r := runToEnd(t, s, token)
 	name, detail, msg := r.failedStep(t)
 	if r.Status != "failed" || name != "load" || detail != "settlements/0003" ||
@@ -231,7 +187,7 @@ func TestDiskFull_Load(t *testing.T) {
 // that model saying where, and once room is freed the same server spills
 // again (DuckDB reads the room once; the store makes it read it again).
 func TestDiskFull_ModelRun(t *testing.T) {
-	mnt := mountTmpfs(t, "256m")
+	mnt := storetest.MountTmpfs(t, "256m")
 	dir := t.TempDir()
 	data, inbox := filepath.Join(dir, "data"), filepath.Join(dir, "inbox")
 	stage(t, data, inbox)
@@ -241,7 +197,7 @@ func TestDiskFull_ModelRun(t *testing.T) {
 	token := addUser(t, data, "province", "")
 	spill := filepath.Join(mnt, "tmp")
 	s := startServe(t, data, inbox, "off", "--memory-limit", "64MB", "--temp-dir", spill)
-	free := fill(t, mnt, 0)
+	free := storetest.Fill(t, mnt, 0)
 	r := runToEnd(t, s, token)
 	name, _, msg := r.failedStep(t)
 	if r.Status != "failed" || name != "model" || !strings.Contains(msg, "the disk is full") || !strings.Contains(msg, "could not spill to its temp directory "+spill) {
@@ -259,7 +215,7 @@ func TestDiskFull_ModelRun(t *testing.T) {
 // The disk fills while a batch is published: no batch, no clue, no lead of
 // it; the run says where; the next run publishes it whole.
 func TestDiskFull_Publish(t *testing.T) {
-	mnt := mountTmpfs(t, "256m")
+	mnt := storetest.MountTmpfs(t, "256m")
 	data, inbox := filepath.Join(mnt, "data"), filepath.Join(t.TempDir(), "inbox")
 	stage(t, data, inbox)
 	if r := collider(t, nil, "load", "--data", data, "--inbox", inbox); r.code != 0 {
@@ -267,7 +223,7 @@ func TestDiskFull_Publish(t *testing.T) {
 	}
 	token := addUser(t, data, "province", "")
 	s := startServe(t, data, inbox, "off")
-	free := fill(t, mnt, 32<<10)
+	free := storetest.Fill(t, mnt, 32<<10)
 	r := runToEnd(t, s, token)
 	// The run fails where the casebook first needs room: publishing, or
 	// already recording a step (the drafts' snapshot, on the same disk,
@@ -293,11 +249,11 @@ func TestDiskFull_Publish(t *testing.T) {
 // where, leaves no file, and is audited as interrupted; once room is freed
 // it writes the same bytes an export to a roomy disk does.
 func TestDiskFull_Export(t *testing.T) {
-	mnt := mountTmpfs(t, "16m")
+	mnt := storetest.MountTmpfs(t, "16m")
 	dir := t.TempDir()
 	data, inbox := filepath.Join(dir, "data"), filepath.Join(dir, "inbox")
 	stage(t, data, inbox)
-	free := fill(t, mnt, 0)
+	free := storetest.Fill(t, mnt, 0)
 	for _, format := range []string{"csv", "parquet", "xlsx"} {
 		out := filepath.Join(mnt, "batch-1."+format)
 		r := collider(t, nil, "export", "--data", data, "--batch", "1", "--format", format, "--out", out)
@@ -341,7 +297,7 @@ func TestDiskFull_Export(t *testing.T) {
 // refused action goes through, and every acknowledged action is there
 // after a SIGKILL.
 func TestDiskFull_LeadAction(t *testing.T) {
-	mnt := mountTmpfs(t, "256m")
+	mnt := storetest.MountTmpfs(t, "256m")
 	data, inbox := filepath.Join(mnt, "data"), filepath.Join(t.TempDir(), "inbox")
 	stage(t, data, inbox)
 	var city string
@@ -383,7 +339,7 @@ func TestDiskFull_LeadAction(t *testing.T) {
 		}
 		acked = append(acked, a)
 	}
-	free := fill(t, mnt, 0)
+	free := storetest.Fill(t, mnt, 0)
 	var refused action
 	for _, a := range todo[3:] {
 		code, body := do(a)
