@@ -110,7 +110,10 @@ func setup() (_ *testEnv, err error) {
 		}
 	}()
 	inbox := e.dir + "/inbox"
-	if _, err := synth.Generate(ctx, synth.Options{Out: inbox, Seed: 7, Settlements: 5000, Bad: true}); err != nil {
+	// Planted frauds scale with persons (3 per 1,000): 100,000 persons give
+	// ownCity about 28 new leads, enough for every test that takes one
+	// of its own (leadsIn).
+	if _, err := synth.Generate(ctx, synth.Options{Out: inbox, Seed: 7, Persons: 100000, Settlements: 12000, Bad: true}); err != nil {
 		return nil, fmt.Errorf("generate: %w", err)
 	}
 	if e.store, err = store.Open(ctx, store.Options{Dir: e.dir + "/data", MemoryLimit: "2GB", Threads: 2,
@@ -340,7 +343,7 @@ func (e *testEnv) leadsIn(tb testing.TB, city, status string, n int) []int64 {
 		}
 	}
 	if len(out) < n {
-		tb.Fatalf("only %d unused %s leads in %s, want %d", len(out), status, city, n)
+		tb.Fatalf("only %d unused %s leads in %s, want %d (more tests take leads than the fixture has: raise Persons in setup)", len(out), status, city, n)
 	}
 	return out
 }

@@ -213,6 +213,7 @@ func (n *night) examine() *ending {
 		settlements, err = ex.settlements(ctx, conn)
 	}
 	if err != nil {
+		err = n.p.Store.DiskFull(err) // the copies spill like a model does
 		rl.end(ctx, no, start, "failed", 0, err)
 		return failed(err)
 	}
