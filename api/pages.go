@@ -143,7 +143,6 @@ func (s *Server) pageErrorPage(c echo.Context, err error) {
 	}
 }
 
-
 // pageRoutes registers the pages; routes.go calls it.
 func (s *Server) pageRoutes() {
 	e := s.Echo
