@@ -429,7 +429,20 @@ func lastExamined(ctx context.Context, conn *sql.Conn) (map[string]examined, err
 
 // deliveredFeeds says which feeds the deliveries ids belong to.
 func deliveredFeeds(ctx context.Context, conn *sql.Conn, ids []int64) (map[string]bool, error) {
-	rows, err := conn.QueryContext(ctx, "SELECT DISTINCT feed FROM feeds.main.deliveries WHERE delivery_id IN (SELECT unnest(?))", ids)
+	all, err := feedSet(ctx, conn, "SELECT DISTINCT feed FROM feeds.main.deliveries WHERE delivery_id IN (SELECT unnest(?))", ids)
+	for f := range all {
+		if _, err := feeds.Lookup(f); err != nil {
+			delete(all, f)
+		}
+	}
+	return all, err
+}
+
+// feedSet reads the feeds a query names, one a row.
+func feedSet(ctx context.Context, q interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}, query string, args ...any) (map[string]bool, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -440,9 +453,7 @@ func deliveredFeeds(ctx context.Context, conn *sql.Conn, ids []int64) (map[strin
 		if err := rows.Scan(&f); err != nil {
 			return nil, err
 		}
-		if _, err := feeds.Lookup(f); err == nil {
-			out[f] = true
-		}
+		out[f] = true
 	}
 	return out, rows.Err()
 }

@@ -348,20 +348,7 @@ func deliveredTokens(ctx context.Context, conn *sql.Conn, name string, ids []int
 // held before is a replaced row: the copy of a feed whose deliveries
 // replaced nothing has none of their keys, and needs no search for them.
 func replacingFeeds(ctx context.Context, conn *sql.Conn, ids []int64) (map[string]bool, error) {
-	rows, err := conn.QueryContext(ctx, "SELECT DISTINCT feed FROM deliveries WHERE delivery_id IN (SELECT unnest(?)) AND replaced > 0", ids)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := map[string]bool{}
-	for rows.Next() {
-		var f string
-		if err := rows.Scan(&f); err != nil {
-			return nil, err
-		}
-		out[f] = true
-	}
-	return out, rows.Err()
+	return feedSet(ctx, conn, "SELECT DISTINCT feed FROM deliveries WHERE delivery_id IN (SELECT unnest(?)) AND replaced > 0", ids)
 }
 
 // copyFeed copies one feed table into the snapshot: in full, or the rows of

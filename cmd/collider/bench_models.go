@@ -235,17 +235,7 @@ func runModelsPhase(ctx context.Context, phase, data, memoryLimit string, stderr
 		t0 := time.Now()
 		switch phase {
 		case "hand":
-			// The model's SQL as a person would run it: parameters written in.
-			q := m.SQL
-			names := make([]string, 0, len(vals))
-			for k := range vals {
-				names = append(names, k)
-			}
-			sort.Slice(names, func(i, j int) bool { return len(names[i]) > len(names[j]) })
-			for _, k := range names {
-				q = strings.ReplaceAll(q, "$"+k, fmt.Sprint(vals[k]))
-			}
-			if _, err := conn.ExecContext(ctx, "CREATE TEMP TABLE hand_"+m.Name+" AS "+q); err != nil {
+			if _, err := conn.ExecContext(ctx, "CREATE TEMP TABLE hand_"+m.Name+" AS "+handSQL(m, vals)); err != nil {
 				return res, fmt.Errorf("%s by hand: %w", m.Name, err)
 			}
 			conn.QueryRowContext(ctx, "SELECT count(*) FROM hand_"+m.Name).Scan(&t.Flagged)
@@ -273,4 +263,19 @@ func runModelsPhase(ctx context.Context, phase, data, memoryLimit string, stderr
 		res.Models = append(res.Models, t)
 	}
 	return res, nil
+}
+
+// handSQL is a model's SQL as a person would run it by hand: its parameters
+// written in (longest name first, so that $min_days is not read as $min).
+func handSQL(m *models.Model, vals map[string]any) string {
+	q := m.SQL
+	names := make([]string, 0, len(vals))
+	for k := range vals {
+		names = append(names, k)
+	}
+	sort.Slice(names, func(i, j int) bool { return len(names[i]) > len(names[j]) })
+	for _, k := range names {
+		q = strings.ReplaceAll(q, "$"+k, fmt.Sprint(vals[k]))
+	}
+	return q
 }

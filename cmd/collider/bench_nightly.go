@@ -26,7 +26,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -525,16 +524,7 @@ func runByHand(ctx context.Context, work, inbox string, b benchProvince) (pipeli
 		if err != nil {
 			return res, err
 		}
-		q := m.SQL
-		names := make([]string, 0, len(vals))
-		for k := range vals {
-			names = append(names, k)
-		}
-		sort.Slice(names, func(i, j int) bool { return len(names[i]) > len(names[j]) })
-		for _, k := range names {
-			q = strings.ReplaceAll(q, "$"+k, fmt.Sprint(vals[k]))
-		}
-		if _, err := conn.ExecContext(ctx, "CREATE TABLE flags_"+m.Name+" AS "+q); err != nil {
+		if _, err := conn.ExecContext(ctx, "CREATE TABLE flags_"+m.Name+" AS "+handSQL(m, vals)); err != nil {
 			return res, fmt.Errorf("%s by hand: %w", m.Name, err)
 		}
 		flags = append(flags, fmt.Sprintf("SELECT '%s' AS model, settlement_id, reason, evidence FROM flags_%s", m.Name, m.Name))

@@ -6,8 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"path/filepath"
-	"sort"
+	"slices"
 	"text/tabwriter"
 	"time"
 
@@ -80,32 +81,22 @@ func generate(ctx context.Context, opt synth.Options, stderr io.Writer) (generat
 }
 
 func printGenSummary(w io.Writer, sum generated) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "feed\trows\n")
-	feedsWritten := make([]string, 0, len(sum.Rows))
-	for f := range sum.Rows {
-		feedsWritten = append(feedsWritten, f)
-	}
-	sort.Strings(feedsWritten)
-	for _, f := range feedsWritten {
-		fmt.Fprintf(tw, "%s\t%d\n", f, sum.Rows[f])
-	}
-	tw.Flush()
+	printFeedRows(w, sum.Rows)
 	fmt.Fprintf(w, "%d persons, %d institutions; planted %d fraudulent settlements and %d near-misses, listed in %s (%.1f s)\n",
 		sum.Persons, sum.Institutions, sum.Planted, sum.NearMisses, filepath.Join(sum.Out, synth.TruthFile), sum.Seconds)
 }
 
 func printNightSummary(w io.Writer, night int, sum synth.NightSummary, seconds float64) {
+	printFeedRows(w, sum.Rows)
+	fmt.Fprintf(w, "night %d: %d late deaths, %d corrected settlements (%.1f s)\n", night, sum.LateDeaths, sum.Corrections, seconds)
+}
+
+// printFeedRows prints a table of the rows written per feed, by feed name.
+func printFeedRows(w io.Writer, rows map[string]int64) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "feed\trows\n")
-	feedsWritten := make([]string, 0, len(sum.Rows))
-	for f := range sum.Rows {
-		feedsWritten = append(feedsWritten, f)
-	}
-	sort.Strings(feedsWritten)
-	for _, f := range feedsWritten {
-		fmt.Fprintf(tw, "%s\t%d\n", f, sum.Rows[f])
+	for _, f := range slices.Sorted(maps.Keys(rows)) {
+		fmt.Fprintf(tw, "%s\t%d\n", f, rows[f])
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "night %d: %d late deaths, %d corrected settlements (%.1f s)\n", night, sum.LateDeaths, sum.Corrections, seconds)
 }
