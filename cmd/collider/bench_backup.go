@@ -40,27 +40,53 @@ func benchBackup(ctx context.Context, args []string, stdout, stderr io.Writer) i
 			}
 		}
 	}
-	type step struct {
-		name    string
-		seconds float64
-		bytes   int64
-		note    string
-	}
-	var steps []step
-	timed := func(name string, bytes int64, f func() (string, error)) error {
-		fmt.Fprintf(stderr, "%s …\n", name)
-		t0 := time.Now()
-		note, err := f()
-		steps = append(steps, step{name, time.Since(t0).Seconds(), bytes, note})
-		return err
-	}
-
-	s, err := openStore(ctx, Config{Data: *data, MemoryLimit: *memoryLimit})
+	b := &backupBench{stderr: stderr}
+	wb, err := b.take(ctx, Config{Data: *data, MemoryLimit: *memoryLimit}, storeBytes, filepath.Join(*dir, jobs.BackupName(time.Now())))
 	if err != nil {
 		return fail(err)
 	}
+	if err := b.restore(ctx, wb, filepath.Join(*dir, "restored"), *memoryLimit); err != nil {
+		return fail(err)
+	}
+	b.print(stdout)
+	m := wb.Manifest
+	fmt.Fprintf(stdout, "store %s: %s in its files; backup %s (%.2fx the store), taken in %.1f s (snapshot and write); %d clues, %d leads, %d lead events, %d audit rows, %d settlements\n",
+		*data, store.HumanBytes(uint64(storeBytes)), store.HumanBytes(uint64(wb.Bytes)), float64(wb.Bytes)/float64(max(1, storeBytes)),
+		b.steps[0].seconds+b.steps[1].seconds, m.Rows["casebook.clues"], m.Rows["casebook.leads"], m.Rows["casebook.lead_events"], m.Rows["casebook.audit"], m.Rows["feeds.settlements"])
+	return 0
+}
+
+// backupBench times the steps of a backup and its restore.
+type backupBench struct {
+	stderr io.Writer
+	steps  []backupStep
+}
+
+type backupStep struct {
+	name    string
+	seconds float64
+	bytes   int64
+	note    string
+}
+
+func (b *backupBench) timed(name string, bytes int64, f func() (string, error)) error {
+	fmt.Fprintf(b.stderr, "%s …\n", name)
+	t0 := time.Now()
+	note, err := f()
+	b.steps = append(b.steps, backupStep{name, time.Since(t0).Seconds(), bytes, note})
+	return err
+}
+
+// take snapshots the store of cfg and writes the backup file.
+func (b *backupBench) take(ctx context.Context, cfg Config, storeBytes int64, file string) (store.WrittenBackup, error) {
+	var wb store.WrittenBackup
+	s, err := openStore(ctx, cfg)
+	if err != nil {
+		return wb, err
+	}
+	defer s.Close()
 	var snap *store.Snapshot
-	if err := timed("snapshot", storeBytes, func() (string, error) {
+	if err := b.timed("snapshot", storeBytes, func() (string, error) {
 		var err error
 		snap, err = s.Snapshot(ctx)
 		if err != nil {
@@ -68,24 +94,23 @@ func benchBackup(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		}
 		return fmt.Sprintf("COPY FROM DATABASE casebook, feeds: %s", store.HumanBytes(uint64(snap.Manifest.Bytes()))), nil
 	}); err != nil {
-		s.Close()
-		return fail(err)
+		return wb, err
 	}
-	file := filepath.Join(*dir, jobs.BackupName(time.Now()))
-	var wb store.WrittenBackup
-	err = timed("write", 0, func() (string, error) {
+	defer snap.Close()
+	err = b.timed("write", 0, func() (string, error) {
 		var err error
 		wb, err = snap.WriteFile(file)
 		return file, err
 	})
-	steps[len(steps)-1].bytes = wb.Bytes
-	snap.Close()
-	s.Close()
-	if err != nil {
-		return fail(err)
-	}
-	if err := timed("verify", wb.Bytes, func() (string, error) {
-		f, err := os.Open(file)
+	b.steps[len(b.steps)-1].bytes = wb.Bytes
+	return wb, err
+}
+
+// restore verifies the backup, restores it into dir and checks the result.
+func (b *backupBench) restore(ctx context.Context, wb store.WrittenBackup, dir, memoryLimit string) error {
+	open := func() (*os.File, error) { return os.Open(wb.Path) }
+	if err := b.timed("verify", wb.Bytes, func() (string, error) {
+		f, err := open()
 		if err != nil {
 			return "", err
 		}
@@ -93,28 +118,26 @@ func benchBackup(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		_, err = store.VerifyBackup(f)
 		return "every file against its size and SHA-256", err
 	}); err != nil {
-		return fail(err)
+		return err
 	}
-	restored := filepath.Join(*dir, "restored")
-	if err := timed("restore", wb.Bytes, func() (string, error) {
-		f, err := os.Open(file)
+	if err := b.timed("restore", wb.Bytes, func() (string, error) {
+		f, err := open()
 		if err != nil {
 			return "", err
 		}
 		defer f.Close()
-		_, err = store.Restore(ctx, f, restored)
-		return restored, err
+		_, err = store.Restore(ctx, f, dir)
+		return dir, err
 	}); err != nil {
-		return fail(err)
+		return err
 	}
-	var report jobs.CheckReport
-	if err := timed("check", 0, func() (string, error) {
-		r, err := openStore(ctx, Config{Data: restored, MemoryLimit: *memoryLimit})
+	return b.timed("check", 0, func() (string, error) {
+		r, err := openStore(ctx, Config{Data: dir, MemoryLimit: memoryLimit})
 		if err != nil {
 			return "", err
 		}
 		defer r.Close()
-		report, err = jobs.Check(ctx, r.DB)
+		report, err := jobs.Check(ctx, r.DB)
 		if err != nil {
 			return "", err
 		}
@@ -122,13 +145,13 @@ func benchBackup(ctx context.Context, args []string, stdout, stderr io.Writer) i
 			return "", fmt.Errorf("the restored store breaks %d invariants", len(report.Broken()))
 		}
 		return fmt.Sprintf("all %d invariants hold", len(report.Invariants)), nil
-	}); err != nil {
-		return fail(err)
-	}
+	})
+}
 
+func (b *backupBench) print(stdout io.Writer) {
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "step\tseconds\tsize\tMB/s\t")
-	for _, st := range steps {
+	for _, st := range b.steps {
 		rate := "-"
 		if st.bytes > 0 && st.seconds > 0 {
 			rate = fmt.Sprintf("%.0f", float64(st.bytes)/(1<<20)/st.seconds)
@@ -140,9 +163,4 @@ func benchBackup(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		fmt.Fprintf(tw, "%s\t%.1f\t%s\t%s\t%s\n", st.name, st.seconds, size, rate, st.note)
 	}
 	tw.Flush()
-	m := wb.Manifest
-	fmt.Fprintf(stdout, "store %s: %s in its files; backup %s (%.2fx the store), taken in %.1f s (snapshot and write); %d clues, %d leads, %d lead events, %d audit rows, %d settlements\n",
-		*data, store.HumanBytes(uint64(storeBytes)), store.HumanBytes(uint64(wb.Bytes)), float64(wb.Bytes)/float64(max(1, storeBytes)),
-		steps[0].seconds+steps[1].seconds, m.Rows["casebook.clues"], m.Rows["casebook.leads"], m.Rows["casebook.lead_events"], m.Rows["casebook.audit"], m.Rows["feeds.settlements"])
-	return 0
 }

@@ -123,12 +123,55 @@ type ack struct {
 
 func soak(ctx context.Context, o soakOptions, stdout, stderr io.Writer) (soakResult, error) {
 	var res soakResult
+	prov, err := prepareSoak(ctx, o, stderr)
+	if err != nil {
+		return res, err
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: o.clients + 4}, Timeout: time.Minute}
+	srv, err := startSoakServer(ctx, o, prov, client)
+	if err != nil {
+		return res, err
+	}
+	defer srv.kill()
+	fmt.Fprintf(stderr, "soak: %d clients on %s for %s, a line every %s; server pid %d, log %s\n",
+		o.clients, srv.base, o.duration, o.interval, srv.cmd.Process.Pid, srv.log)
+	acked, err := drive(ctx, o, prov, srv, client, &res, stdout)
+	if err != nil {
+		return res, err
+	}
+	// The server stops; every acknowledged action must be in the store.
+	srv.cmd.Process.Signal(syscall.SIGTERM)
+	if err := <-srv.done; err != nil {
+		return res, fmt.Errorf("the server did not stop cleanly: %v (see %s)", err, srv.log)
+	}
+	if err := verifySoak(ctx, prov.cfg, acked, &res); err != nil {
+		return res, err
+	}
+	printSoakSummary(stdout, o, res)
+	return res, nil
+}
+
+// soakProvince is the soak's province: its inbox (one settlements delivery
+// released before each run, while they last), its store's settings, and a
+// token for the province and for the bureau of each city.
+type soakProvince struct {
+	cfg      Config
+	inbox    string
+	release  func() bool
+	province string
+	cities   []string
+	bureaus  map[string]string
+}
+
+// prepareSoak generates the province (once, kept in o.dir), lays out its
+// inbox and adds the users to a new store.
+func prepareSoak(ctx context.Context, o soakOptions, stderr io.Writer) (*soakProvince, error) {
 	generated := filepath.Join(o.dir, fmt.Sprintf("province-%d", o.settlements))
 	if _, err := os.Stat(filepath.Join(generated, synth.TruthFile)); err != nil {
 		fmt.Fprintf(stderr, "generating a province of %d settlements into %s\n", o.settlements, generated)
 		os.RemoveAll(generated)
 		if _, err := generate(ctx, synth.Options{Out: generated, Seed: 1, Settlements: o.settlements}, stderr); err != nil {
-			return res, err
+			return nil, err
 		}
 	}
 	inbox, pending, data := filepath.Join(o.dir, "inbox"), filepath.Join(o.dir, "pending"), filepath.Join(o.dir, "data")
@@ -136,9 +179,10 @@ func soak(ctx context.Context, o soakOptions, stdout, stderr io.Writer) (soakRes
 		os.RemoveAll(d)
 	}
 	if err := layOutSoakInbox(ctx, generated, inbox, pending, o.parts); err != nil {
-		return res, err
+		return nil, err
 	}
-	release := func() bool { // the next settlements delivery arrives
+	p := &soakProvince{cfg: defaultConfig(), inbox: inbox, bureaus: map[string]string{}}
+	p.release = func() bool { // the next settlements delivery arrives
 		entries, _ := os.ReadDir(pending)
 		if len(entries) == 0 {
 			return false
@@ -146,214 +190,227 @@ func soak(ctx context.Context, o soakOptions, stdout, stderr io.Writer) (soakRes
 		os.MkdirAll(filepath.Join(inbox, "settlements"), 0o755)
 		return os.Rename(filepath.Join(pending, entries[0].Name()), filepath.Join(inbox, "settlements", entries[0].Name())) == nil
 	}
-	release()
+	p.release()
 
 	// Users: the province starts runs; a bureau for every city of the
 	// province's institutions acts on its leads.
-	cfg := defaultConfig()
-	cfg.Data, cfg.MemoryLimit, cfg.Threads = data, o.memoryLimit, o.threads
-	s, err := openStore(ctx, cfg)
+	p.cfg.Data, p.cfg.MemoryLimit, p.cfg.Threads = data, o.memoryLimit, o.threads
+	s, err := openStore(ctx, p.cfg)
 	if err != nil {
-		return res, err
+		return nil, err
 	}
+	defer s.Close()
 	cb := casebook.New(s.DB)
-	_, province, err := cb.AddUser(ctx, "soak province", casebook.RoleProvince, "")
-	if err != nil {
-		s.Close()
-		return res, err
+	if _, p.province, err = cb.AddUser(ctx, "soak province", casebook.RoleProvince, ""); err != nil {
+		return nil, err
 	}
-	cities, err := soakCities(ctx, generated)
-	if err != nil {
-		s.Close()
-		return res, err
+	if p.cities, err = soakCities(ctx, generated); err != nil {
+		return nil, err
 	}
-	bureaus := map[string]string{}
-	for _, city := range cities {
-		if _, bureaus[city], err = cb.AddUser(ctx, "soak "+city, casebook.RoleCity, city); err != nil {
-			s.Close()
-			return res, err
+	for _, city := range p.cities {
+		if _, p.bureaus[city], err = cb.AddUser(ctx, "soak "+city, casebook.RoleCity, city); err != nil {
+			return nil, err
 		}
 	}
-	s.Close()
+	return p, nil
+}
 
-	// The server, as a child process, so that its RSS and descriptors are its own.
+// soakServer is collider serve as a child process, so that its RSS and
+// descriptors are its own.
+type soakServer struct {
+	cmd  *exec.Cmd
+	done chan error
+	base string
+	log  string
+}
+
+func startSoakServer(ctx context.Context, o soakOptions, p *soakProvince, client *http.Client) (*soakServer, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return res, err
+		return nil, err
 	}
 	addr := ln.Addr().String()
 	ln.Close()
 	self, err := os.Executable()
 	if err != nil {
-		return res, err
+		return nil, err
 	}
 	logFile, err := os.Create(filepath.Join(o.dir, "serve.log"))
 	if err != nil {
-		return res, err
+		return nil, err
 	}
-	defer logFile.Close()
-	srvArgs := []string{"serve", "--data", data, "--inbox", inbox, "--addr", addr, "--schedule", "off", "--memory-limit", o.memoryLimit}
+	defer logFile.Close() // the child has its own descriptor
+	args := []string{"serve", "--data", p.cfg.Data, "--inbox", p.inbox, "--addr", addr, "--schedule", "off", "--memory-limit", o.memoryLimit}
 	if o.threads > 0 {
-		srvArgs = append(srvArgs, "--threads", strconv.Itoa(o.threads))
+		args = append(args, "--threads", strconv.Itoa(o.threads))
 	}
-	srv := exec.Command(self, srvArgs...)
-	srv.Stdout, srv.Stderr = logFile, logFile
-	if err := srv.Start(); err != nil {
-		return res, err
+	srv := &soakServer{cmd: exec.Command(self, args...), done: make(chan error, 1), base: "http://" + addr, log: logFile.Name()}
+	srv.cmd.Stdout, srv.cmd.Stderr = logFile, logFile
+	if err := srv.cmd.Start(); err != nil {
+		return nil, err
 	}
-	srvDone := make(chan error, 1)
-	go func() { srvDone <- srv.Wait() }()
-	defer func() {
-		if srv.ProcessState == nil {
-			srv.Process.Kill()
-			<-srvDone
-		}
-	}()
-	base := "http://" + addr
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: o.clients + 4}, Timeout: time.Minute}
-	if err := waitForServer(ctx, client, base, srvDone); err != nil {
-		return res, err
+	go func() { srv.done <- srv.cmd.Wait() }()
+	if err := waitForServer(ctx, client, srv.base, srv.done); err != nil {
+		srv.kill()
+		return nil, err
 	}
-	fmt.Fprintf(stderr, "soak: %d clients on %s for %s, a line every %s; server pid %d, log %s\n",
-		o.clients, base, o.duration, o.interval, srv.Process.Pid, logFile.Name())
+	return srv, nil
+}
 
+// kill ends the server if it has not stopped.
+func (s *soakServer) kill() {
+	if s.cmd.ProcessState == nil {
+		s.cmd.Process.Kill()
+		<-s.done
+	}
+}
+
+// soakMeter gathers the figures of the current interval.
+type soakMeter struct {
+	mu      sync.Mutex
+	current *soakInterval
+	acked   []ack
+	res     *soakResult
+}
+
+func (m *soakMeter) record(d time.Duration, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.current.requests++
+	if err != nil {
+		m.current.errors++
+		m.res.errors++
+		if len(m.res.errorSeen) < 10 {
+			m.res.errorSeen = append(m.res.errorSeen, err.Error())
+		}
+		return
+	}
+	m.current.latencies = append(m.current.latencies, d)
+}
+
+// next ends the current interval and starts another.
+func (m *soakMeter) next() *soakInterval {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	iv := m.current
+	m.current = &soakInterval{}
+	return iv
+}
+
+// drive runs the soak for o.duration: runs back to back, the clients, and
+// a line of figures every interval. It returns the acknowledged actions.
+func drive(ctx context.Context, o soakOptions, p *soakProvince, srv *soakServer, client *http.Client, res *soakResult, stdout io.Writer) ([]ack, error) {
 	start := time.Now()
 	soakCtx, stop := context.WithTimeout(ctx, o.duration)
 	defer stop()
-	var (
-		mu      sync.Mutex
-		current = &soakInterval{}
-		acked   []ack
-		runs    atomic.Int64
-	)
-	record := func(d time.Duration, err error) {
-		mu.Lock()
-		defer mu.Unlock()
-		current.requests++
-		if err != nil {
-			current.errors++
-			res.errors++
-			if len(res.errorSeen) < 10 {
-				res.errorSeen = append(res.errorSeen, err.Error())
-			}
-			return
-		}
-		current.latencies = append(current.latencies, d)
-	}
-
-	// Runs back to back, each with the next delivery while they last.
+	m := &soakMeter{current: &soakInterval{}, res: res}
+	var runs atomic.Int64
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() {
+	go func() { // runs back to back, each with the next delivery while they last
 		defer wg.Done()
 		for soakCtx.Err() == nil {
-			release()
-			status, err := soakRun(ctx, client, base, province)
+			p.release()
+			status, err := soakRun(ctx, client, srv.base, p.province)
 			if err == nil && status != jobs.RunSucceeded && status != jobs.RunPartial {
 				err = fmt.Errorf("a run ended %s", status)
 			}
 			if err != nil {
-				record(0, fmt.Errorf("run: %w", err))
+				m.record(0, fmt.Errorf("run: %w", err))
 				time.Sleep(time.Second)
 				continue
 			}
 			runs.Add(1)
-			mu.Lock()
-			current.runs++
-			mu.Unlock()
+			m.mu.Lock()
+			m.current.runs++
+			m.mu.Unlock()
 		}
 	}()
+	startClerks(soakCtx, o, p, srv, client, m, &wg)
 
-	// The clients: each a city bureau's clerk, owning a share of its
-	// city's leads (no two clients act on one lead), reading the inbox and
-	// a lead and, now and then, moving one of its leads on.
-	byCity := map[string][]int{}
-	for i := 0; i < o.clients; i++ {
-		city := cities[i%len(cities)]
-		byCity[city] = append(byCity[city], i)
-	}
-	for i := 0; i < o.clients; i++ {
-		city := cities[i%len(cities)]
-		share, of := slicesIndex(byCity[city], i), len(byCity[city])
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c := &soakClient{http: client, base: base, token: bureaus[city], record: record, rng: rand.New(rand.NewPCG(uint64(i), 7))}
-			for soakCtx.Err() == nil {
-				if a, ok := c.step(soakCtx, share, of); ok {
-					mu.Lock()
-					acked = append(acked, a)
-					current.actions++
-					mu.Unlock()
-				}
-			}
-		}()
-	}
-
-	// A line of figures every interval.
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "minute\trequests\treq/s\terrors\tp50 ms\tp99 ms\tactions\truns\tRSS MB\tfds\t")
 	tw.Flush()
-	tick := time.NewTicker(o.interval)
-	defer tick.Stop()
 	closeInterval := func() {
-		mu.Lock()
-		iv := current
-		current = &soakInterval{}
-		mu.Unlock()
+		iv := m.next()
 		iv.end = time.Since(start)
-		iv.rssKB, iv.fds = procRSS(srv.Process.Pid), procFDs(srv.Process.Pid)
+		iv.rssKB, iv.fds = procRSS(srv.cmd.Process.Pid), procFDs(srv.cmd.Process.Pid)
 		sort.Slice(iv.latencies, func(a, b int) bool { return iv.latencies[a] < iv.latencies[b] })
-		res.intervals = append(res.intervals, iv)
-		seconds := o.interval.Seconds()
-		if len(res.intervals) > 1 {
-			seconds = (iv.end - res.intervals[len(res.intervals)-2].end).Seconds()
-		} else {
-			seconds = iv.end.Seconds()
+		seconds := iv.end.Seconds()
+		if n := len(res.intervals); n > 0 {
+			seconds = (iv.end - res.intervals[n-1].end).Seconds()
 		}
+		res.intervals = append(res.intervals, iv)
 		fmt.Fprintf(tw, "%.2f\t%d\t%.0f\t%d\t%.2f\t%.2f\t%d\t%d\t%.0f\t%d\t\n", iv.end.Minutes(), iv.requests, float64(iv.requests)/seconds,
 			iv.errors, ms(iv.quantile(0.5)), ms(iv.quantile(0.99)), iv.actions, iv.runs, float64(iv.rssKB)/1024, iv.fds)
 		tw.Flush()
 	}
+	tick := time.NewTicker(o.interval)
+	defer tick.Stop()
 	for running := true; running; {
 		select {
 		case <-tick.C:
 			closeInterval()
 		case <-soakCtx.Done():
 			running = false
-		case err := <-srvDone:
-			return res, fmt.Errorf("the server stopped during the soak: %v (see %s)", err, logFile.Name())
+		case err := <-srv.done:
+			return nil, fmt.Errorf("the server stopped during the soak: %v (see %s)", err, srv.log)
 		}
 	}
 	wg.Wait() // the clients stop; the last run finishes
 	closeInterval()
 	res.runs = int(runs.Load())
+	return m.acked, nil
+}
 
-	// The server stops; every acknowledged action must be in the store.
-	srv.Process.Signal(syscall.SIGTERM)
-	if err := <-srvDone; err != nil {
-		return res, fmt.Errorf("the server did not stop cleanly: %v (see %s)", err, logFile.Name())
+// startClerks starts the clients: each a city bureau's clerk, owning a
+// share of its city's leads (no two clients act on one lead), reading the
+// inbox and a lead and, now and then, moving one of its leads on.
+func startClerks(ctx context.Context, o soakOptions, p *soakProvince, srv *soakServer, client *http.Client, m *soakMeter, wg *sync.WaitGroup) {
+	byCity := map[string][]int{}
+	for i := 0; i < o.clients; i++ {
+		city := p.cities[i%len(p.cities)]
+		byCity[city] = append(byCity[city], i)
 	}
-	s, err = openStore(ctx, cfg)
+	for i := 0; i < o.clients; i++ {
+		city := p.cities[i%len(p.cities)]
+		share, of := slicesIndex(byCity[city], i), len(byCity[city])
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := &soakClient{http: client, base: srv.base, token: p.bureaus[city], record: m.record, rng: rand.New(rand.NewPCG(uint64(i), 7))}
+			for ctx.Err() == nil {
+				if a, ok := c.step(ctx, share, of); ok {
+					m.mu.Lock()
+					m.acked = append(m.acked, a)
+					m.current.actions++
+					m.mu.Unlock()
+				}
+			}
+		}()
+	}
+}
+
+// verifySoak looks for every acknowledged action in the stopped server's
+// store, once each, and checks the store's invariants.
+func verifySoak(ctx context.Context, cfg Config, acked []ack, res *soakResult) error {
+	s, err := openStore(ctx, cfg)
 	if err != nil {
-		return res, err
+		return err
 	}
 	defer s.Close()
 	res.acked = len(acked)
 	for _, a := range acked {
 		var n int
 		if err := s.DB.QueryRowContext(ctx, "SELECT count(*) FROM casebook.lead_events WHERE lead_id = ? AND action = ?", a.lead, a.action).Scan(&n); err != nil {
-			return res, err
+			return err
 		}
 		if n != 1 {
 			res.missing++
 		}
 	}
-	if res.check, err = jobs.Check(ctx, s.DB); err != nil {
-		return res, err
-	}
-	printSoakSummary(stdout, o, res)
-	return res, nil
+	res.check, err = jobs.Check(ctx, s.DB)
+	return err
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

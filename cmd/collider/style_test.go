@@ -6,14 +6,14 @@ import (
 	"testing"
 )
 
-// No function in the packages that hold the product's logic runs over 100
+// No function outside the synthetic province generator runs over 100
 // lines (STYLE.md: functions a reader can hold); .ci/funclen counts them.
 func TestStyle_FunctionsAReaderCanHold(t *testing.T) {
 	root, err := filepath.Abs("../..")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("go", "run", "./.ci/funclen", "-max", "100", "api", "jobs", "models", "casebook", "store", "domain", "metrics", "personid", "feeds")
+	cmd := exec.Command("go", "run", "./.ci/funclen", "-max", "100", "api", "jobs", "models", "casebook", "store", "domain", "metrics", "personid", "feeds", "regions", "cmd", "deploy")
 	cmd.Dir = root
 	out, err := cmd.CombinedOutput()
 	if err != nil {
