@@ -49,9 +49,8 @@ const nightBase = 900_000_000_000
 
 // Night writes the night's deliveries into opt.Out.
 func Night(ctx context.Context, opt NightOptions) (NightSummary, error) {
-	var sum NightSummary
 	if opt.Out == "" || opt.Night < 1 {
-		return sum, errors.New("synth: a night needs an output directory and a night number (1 or more)")
+		return NightSummary{}, errors.New("synth: a night needs an output directory and a night number (1 or more)")
 	}
 	if opt.Share <= 0 {
 		opt.Share = 365
@@ -63,152 +62,194 @@ func Night(ctx context.Context, opt NightOptions) (NightSummary, error) {
 	prov.Out = opt.Out
 	prov, err := prov.withDefaults()
 	if err != nil {
-		return sum, err
+		return NightSummary{}, err
 	}
 	w, err := prepareWorld(prov)
 	if err != nil {
-		return sum, err
+		return NightSummary{}, err
 	}
-	r := rand.New(rand.NewPCG(mix(uint64(prov.Seed)^0x6e69676874), uint64(opt.Night)))
-	today := lastDay + opt.Night // the night's day, after the year
-	b := newBatch()
-	g := newGen(w, b)
-	n := &nightRows{}
-	settleID := int64(nightBase + int64(opt.Night)*100_000_000)
-	eventID := settleID
-	pick := func() int64 { return r.Int64N(w.persons) }
-
-	// A person as the province made them: drawn again from the seed.
-	draw := func(p int64) {
-		b.reset()
-		g.b = b
-		g.person(p)
+	m := &nightMaker{opt: opt, prov: prov, w: w, n: &nightRows{},
+		r:     rand.New(rand.NewPCG(mix(uint64(prov.Seed)^0x6e69676874), uint64(opt.Night))),
+		today: lastDay + opt.Night, // the night's day, after the year
+		b:     newBatch()}
+	m.g = newGen(w, m.b)
+	m.settleID = int64(nightBase + int64(opt.Night)*100_000_000)
+	m.eventID = m.settleID
+	// The order matters: each part draws from the one random source.
+	if err := m.settlements(ctx); err != nil {
+		return m.sum, err
 	}
+	m.locations()
+	m.civilStatus()
+	m.households()
+	clinic := m.corrections()
+	if err := m.write(clinic); err != nil {
+		return m.sum, err
+	}
+	sort.Strings(m.sum.Files)
+	return m.sum, nil
+}
 
+// nightMaker makes one night's rows from the year's province.
+type nightMaker struct {
+	opt               NightOptions
+	prov              Options
+	w                 *world
+	r                 *rand.Rand
+	today             int
+	b                 *batch
+	g                 *gen
+	n                 *nightRows
+	settleID, eventID int64
+	sum               NightSummary
+}
+
+func (m *nightMaker) pick() int64 { return m.r.Int64N(m.w.persons) }
+
+// draw makes person p again as the province made them, from the seed.
+func (m *nightMaker) draw(p int64) {
+	m.b.reset()
+	m.g.b = m.b
+	m.g.person(p)
+}
+
+func (m *nightMaker) settlements(ctx context.Context) error {
 	// The day's settlements, of living persons, at their home institutions.
-	want := prov.Settlements / opt.Share
-	for tries := int64(0); int64(len(n.settlements)) < want && tries < 4*want+100; tries++ {
+	want := m.prov.Settlements / m.opt.Share
+	for tries := int64(0); int64(len(m.n.settlements)) < want && tries < 4*want+100; tries++ {
 		if err := ctx.Err(); err != nil {
-			return sum, err
+			return err
 		}
-		draw(pick())
-		if g.status != alive {
+		m.draw(m.pick())
+		if m.g.status != alive {
 			continue
 		}
-		b.settlements = b.settlements[:0]
-		typ := []string{outpatient, outpatient, pharmacy, pharmacy, pharmacy, inpatient}[r.IntN(6)]
+		m.b.settlements = m.b.settlements[:0]
+		typ := []string{outpatient, outpatient, pharmacy, pharmacy, pharmacy, inpatient}[m.r.IntN(6)]
 		if typ == inpatient {
-			stay := 2 + r.IntN(10)
-			if g.stay.any(today-stay, today) {
+			stay := 2 + m.r.IntN(10)
+			if m.g.stay.any(m.today-stay, m.today) {
 				continue // no second bed at once
 			}
-			admit := at(today-stay, 7+r.IntN(10), r.IntN(60))
-			discharge := at(today, 8, 0) + int64(r.IntN(180))*minute
-			total, fund := g.amounts(inpatient)
-			g.settle(g.inpatientHospital(), inpatient, admit, discharge, discharge+int64(10+r.IntN(230))*minute, total, fund)
+			admit := at(m.today-stay, 7+m.r.IntN(10), m.r.IntN(60))
+			discharge := at(m.today, 8, 0) + int64(m.r.IntN(180))*minute
+			total, fund := m.g.amounts(inpatient)
+			m.g.settle(m.g.inpatientHospital(), inpatient, admit, discharge, discharge+int64(10+m.r.IntN(230))*minute, total, fund)
 		} else {
-			g.visit(g.homeInst(typ), typ, today, 0)
+			m.g.visit(m.g.homeInst(typ), typ, m.today, 0)
 		}
-		for _, s := range b.settlements {
-			settleID++
-			s.SettlementID = string(appendID(nil, 'S', settleID))
+		for _, s := range m.b.settlements {
+			m.settleID++
+			s.SettlementID = string(appendID(nil, 'S', m.settleID))
 			if s.VisitEnd != nil {
 				end := *s.VisitEnd
 				s.VisitEnd = &end
 			}
-			n.settlements = append(n.settlements, s)
+			m.n.settlements = append(m.n.settlements, s)
 		}
 	}
+	return nil
+}
 
+func (m *nightMaker) locations() {
 	// The day's travel records: trips within the home city, which
 	// contradict no visit.
-	want = prov.Locations / opt.Share
-	for tries := int64(0); int64(len(n.locations)) < want && tries < 4*want+100; tries++ {
-		draw(pick())
-		if g.status != alive {
+	want := m.prov.Locations / m.opt.Share
+	for tries := int64(0); int64(len(m.n.locations)) < want && tries < 4*want+100; tries++ {
+		m.draw(m.pick())
+		if m.g.status != alive {
 			continue
 		}
-		c := g.c
+		c := m.g.c
 		dst := c.place
-		if len(c.sameCity) > 0 && r.IntN(2) == 0 {
-			dst = w.counties[c.sameCity[r.IntN(len(c.sameCity))]].place
+		if len(c.sameCity) > 0 && m.r.IntN(2) == 0 {
+			dst = m.w.counties[c.sameCity[m.r.IntN(len(c.sameCity))]].place
 		}
 		if regionsDistance(c.place, dst) > 60 {
 			dst = c.place
 		}
-		eventID++
+		m.eventID++
 		region := dst.code
-		n.locations = append(n.locations, locationRow{EventID: string(appendID(nil, 'E', eventID)), PersonID: g.id, Kind: "hotel",
-			StartTime: millis(at(today, 19+r.IntN(4), r.IntN(60))), RegionCode: &region})
+		m.n.locations = append(m.n.locations, locationRow{EventID: string(appendID(nil, 'E', m.eventID)), PersonID: m.g.id, Kind: "hotel",
+			StartTime: millis(at(m.today, 19+m.r.IntN(4), m.r.IntN(60))), RegionCode: &region})
 	}
 
+}
+
+func (m *nightMaker) civilStatus() {
 	// Civil status: deaths recorded late — persons with settlements in the
 	// year who died before their last ones — and the day's other updates.
-	civil := prov.Persons / opt.Share
-	late := max(3, prov.Persons/50_000)
-	for tries := 0; sum.LateDeaths < int(late) && tries < int(late)*200; tries++ {
-		draw(pick())
-		if g.status != alive || g.scen >= 0 || len(b.settlements) < 2 {
+	civil := m.prov.Persons / m.opt.Share
+	late := max(3, m.prov.Persons/50_000)
+	for tries := 0; m.sum.LateDeaths < int(late) && tries < int(late)*200; tries++ {
+		m.draw(m.pick())
+		if m.g.status != alive || m.g.scen >= 0 || len(m.b.settlements) < 2 {
 			continue
 		}
-		starts := make([]int, len(b.settlements))
-		for i, s := range b.settlements {
+		starts := make([]int, len(m.b.settlements))
+		for i, s := range m.b.settlements {
 			starts[i] = dayOf(s.VisitStart/1000 - int64(day2025)*secPerDay)
 		}
 		sort.Ints(starts)
-		death := starts[len(starts)-1] - 1 - r.IntN(3)
+		death := starts[len(starts)-1] - 1 - m.r.IntN(3)
 		if death <= starts[0] || death < 0 {
 			continue
 		}
 		d := dateString(int64(death), true)
-		n.civil = append(n.civil, civilStatusRow{PersonID: g.id, Status: deceased, DeathDate: &d, UpdatedAt: timeString(at(today, 9, 0), layoutCompact)})
-		sum.LateDeaths++
+		m.n.civil = append(m.n.civil, civilStatusRow{PersonID: m.g.id, Status: deceased, DeathDate: &d, UpdatedAt: timeString(at(m.today, 9, 0), layoutCompact)})
+		m.sum.LateDeaths++
 	}
-	for int64(len(n.civil)) < civil {
-		draw(pick())
-		if g.noCivil || g.status != alive {
+	for int64(len(m.n.civil)) < civil {
+		m.draw(m.pick())
+		if m.g.noCivil || m.g.status != alive {
 			continue
 		}
-		n.civil = append(n.civil, civilStatusRow{PersonID: g.id, Status: alive, UpdatedAt: timeString(at(today, 8+r.IntN(10), r.IntN(60)), layoutCompact)})
+		m.n.civil = append(m.n.civil, civilStatusRow{PersonID: m.g.id, Status: alive, UpdatedAt: timeString(at(m.today, 8+m.r.IntN(10), m.r.IntN(60)), layoutCompact)})
 	}
 
+}
+
+func (m *nightMaker) households() {
 	// Household records updated (re-registered where they were), and a few
 	// new floating-population registrations in the home city.
-	for i := int64(0); i < prov.Persons/opt.Share; i++ {
-		draw(pick())
-		if g.noResident {
+	for i := int64(0); i < m.prov.Persons/m.opt.Share; i++ {
+		m.draw(m.pick())
+		if m.g.noResident {
 			continue
 		}
-		n.residents = append(n.residents, residentRow{PersonID: g.id, Name: g.name, HukouRegion: g.c.code, BirthDate: dateString(g.birth-day2025, false)})
+		m.n.residents = append(m.n.residents, residentRow{PersonID: m.g.id, Name: m.g.name, HukouRegion: m.g.c.code, BirthDate: dateString(m.g.birth-day2025, false)})
 	}
-	for i := int64(0); i < max(1, prov.Persons*3/100/opt.Share); i++ {
-		draw(pick())
-		n.floating = append(n.floating, floatingRow{PersonID: g.id, RegionCode: g.c.code, ValidFrom: int32(day2025 + today)})
+	for i := int64(0); i < max(1, m.prov.Persons*3/100/m.opt.Share); i++ {
+		m.draw(m.pick())
+		m.n.floating = append(m.n.floating, floatingRow{PersonID: m.g.id, RegionCode: m.g.c.code, ValidFrom: int32(day2025 + m.today)})
 	}
 
+}
+
+func (m *nightMaker) corrections() []institutionRow {
 	// Corrections: settlements of the year's first persons re-delivered
 	// with another amount (their ids follow from the persons before them),
 	// and one clinic's position corrected by a few hundred metres.
-	corrections := max(1, prov.Settlements/opt.Share/1000)
+	corrections := max(1, m.prov.Settlements/m.opt.Share/1000)
 	var before int64
-	for p := int64(0); p < w.persons && int64(len(n.corrected)) < corrections; p++ {
-		draw(p)
-		for i, s := range b.settlements {
-			if r.IntN(50) == 0 && int64(len(n.corrected)) < corrections {
+	for p := int64(0); p < m.w.persons && int64(len(m.n.corrected)) < corrections; p++ {
+		m.draw(p)
+		for i, s := range m.b.settlements {
+			if m.r.IntN(50) == 0 && int64(len(m.n.corrected)) < corrections {
 				s.SettlementID = string(appendID(nil, 'S', before+int64(i)+1))
 				if s.VisitEnd != nil {
 					end := *s.VisitEnd
 					s.VisitEnd = &end
 				}
 				s.FundAmount = cents(s.FundAmount * 0.9)
-				n.corrected = append(n.corrected, s)
+				m.n.corrected = append(m.n.corrected, s)
 			}
 		}
-		before += int64(len(b.settlements))
+		before += int64(len(m.b.settlements))
 	}
-	sum.Corrections = len(n.corrected)
+	m.sum.Corrections = len(m.n.corrected)
 	var clinic []institutionRow
-	for _, in := range w.insts {
+	for _, in := range m.w.insts {
 		if in.kind == "clinic" {
 			lat, lon := offset(in.elat, in.elon, 0.3, 1)
 			clinic = append(clinic, institutionRow{InstitutionID: in.id, Name: in.name, Kind: in.kind, RegionCode: in.region, Lat: &lat, Lon: &lon})
@@ -216,52 +257,55 @@ func Night(ctx context.Context, opt NightOptions) (NightSummary, error) {
 		}
 	}
 
-	// Write them, one delivery per feed.
-	sum.Rows = map[string]int64{}
+	return clinic
+}
+
+// write writes the night's rows, one delivery per feed.
+func (m *nightMaker) write(clinic []institutionRow) error {
+	m.sum.Rows = map[string]int64{}
 	write := func(feed string, files []string, err error, rows int) error {
 		if err != nil {
-			return fmt.Errorf("synth: night %d: %s: %w", opt.Night, feed, err)
+			return fmt.Errorf("synth: night %d: %s: %w", m.opt.Night, feed, err)
 		}
-		dir := filepath.Join(opt.Out, feed, opt.Delivery)
+		dir := filepath.Join(m.opt.Out, feed, m.opt.Delivery)
 		if err := markComplete(dir); err != nil {
 			return err
 		}
-		sum.Rows[feed] = int64(rows)
+		m.sum.Rows[feed] = int64(rows)
 		for _, f := range append(files, filepath.Join(dir, "_SUCCESS")) {
-			rel, _ := filepath.Rel(opt.Out, f)
-			sum.Files = append(sum.Files, filepath.ToSlash(rel))
+			rel, _ := filepath.Rel(m.opt.Out, f)
+			m.sum.Files = append(m.sum.Files, filepath.ToSlash(rel))
 		}
 		return nil
 	}
 	dir := func(feed string) (string, error) {
-		d := filepath.Join(opt.Out, feed, opt.Delivery)
+		d := filepath.Join(m.opt.Out, feed, m.opt.Delivery)
 		return d, prepareDir(d)
 	}
-	settled := append(n.settlements, n.corrected...)
+	settled := append(m.n.settlements, m.n.corrected...)
 	steps := []struct {
 		feed  string
 		write func(string) ([]string, error)
 		rows  int
 	}{
 		{feedInstitutions, func(d string) ([]string, error) { return writeAll(d, clinic) }, len(clinic)},
-		{feedResidents, func(d string) ([]string, error) { return writeAll(d, n.residents) }, len(n.residents)},
-		{feedCivil, func(d string) ([]string, error) { return writeAll(d, n.civil) }, len(n.civil)},
-		{feedFloating, func(d string) ([]string, error) { return writeAll(d, n.floating) }, len(n.floating)},
-		{feedLocations, func(d string) ([]string, error) { return writeAll(d, n.locations) }, len(n.locations)},
+		{feedResidents, func(d string) ([]string, error) { return writeAll(d, m.n.residents) }, len(m.n.residents)},
+		{feedCivil, func(d string) ([]string, error) { return writeAll(d, m.n.civil) }, len(m.n.civil)},
+		{feedFloating, func(d string) ([]string, error) { return writeAll(d, m.n.floating) }, len(m.n.floating)},
+		{feedLocations, func(d string) ([]string, error) { return writeAll(d, m.n.locations) }, len(m.n.locations)},
 		{feedSettlements, func(d string) ([]string, error) { return writeAll(d, settled) }, len(settled)},
 	}
 	for _, st := range steps {
 		d, err := dir(st.feed)
 		if err != nil {
-			return sum, err
+			return err
 		}
 		files, err := st.write(d)
 		if err := write(st.feed, files, err, st.rows); err != nil {
-			return sum, err
+			return err
 		}
 	}
-	sort.Strings(sum.Files)
-	return sum, nil
+	return nil
 }
 
 // nightRows are a night's rows by feed.
