@@ -196,9 +196,11 @@ func (r *Runner) Preview(ctx context.Context, conn *sql.Conn, opt PreviewOptions
 		FROM %s GROUP BY severity ORDER BY CASE severity WHEN 'high' THEN 1 WHEN 'medium' THEN 2 ELSE 3 END`, run.ClueTable)); err != nil {
 		return nil, err
 	}
-	if p.ByReason, err = counts(ctx, conn, fmt.Sprintf(`SELECT f.reason, f.reason, count(DISTINCT cs.clue_no), count(*), CAST(sum(s.fund_amount) AS DOUBLE)
-		FROM %s cs JOIN %s f ON f.settlement_id = cs.settlement_id JOIN settlements s ON s.settlement_id = cs.settlement_id
-		GROUP BY f.reason ORDER BY count(*) DESC, f.reason`, run.ClueSettlementTable, run.FlagTable)); err != nil {
+	// The run's rows already carry each flagged settlement's amounts: no
+	// second pass over the settlements.
+	if p.ByReason, err = counts(ctx, conn, fmt.Sprintf(`SELECT f.reason, f.reason, count(DISTINCT cs.clue_no), count(*), CAST(sum(f.fund_amount) AS DOUBLE)
+		FROM %s cs JOIN %s f ON f.settlement_id = cs.settlement_id AND f.model = cs.model
+		GROUP BY f.reason ORDER BY count(*) DESC, f.reason`, run.ClueSettlementTable, run.RowTable)); err != nil {
 		return nil, err
 	}
 	for i, c := range p.ByReason {
@@ -278,6 +280,10 @@ func mustValues(m *Model) Values {
 // diff compares the draft's flags with the live version's.
 func diff(ctx context.Context, conn *sql.Conn, draftTable, liveTable string, liveFlagged int64, n int) (*Diff, error) {
 	d := &Diff{LiveFlagged: liveFlagged}
+	if draftTable == liveTable { // the draft is the live version: nothing added or removed
+		d.Kept = liveFlagged
+		return d, nil
+	}
 	if err := conn.QueryRowContext(ctx, fmt.Sprintf(`SELECT
 			count(*) FILTER (WHERE l.settlement_id IS NULL),
 			count(*) FILTER (WHERE d.settlement_id IS NULL),

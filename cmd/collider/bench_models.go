@@ -256,6 +256,7 @@ func runModelsPhase(ctx context.Context, phase, data, memoryLimit string, stderr
 				return res, fmt.Errorf("%s in the sandbox: %w", m.Name, err)
 			}
 			t.Flagged, t.Flag, t.Total = p.Flagged, time.Since(t0).Seconds(), time.Since(t0).Seconds()
+			fmt.Fprintf(stderr, "  sandbox %s: the preview's queries %.1f s of %.1f s\n", m.Name, p.Seconds, t.Total)
 		default:
 			return res, fmt.Errorf("unknown phase %q", phase)
 		}
