@@ -6,9 +6,11 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -68,12 +70,6 @@ func benchModels(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	if err != nil {
 		return fail(err)
 	}
-	// Neither phase should pay for a cold cache: read the store once first.
-	if n, err := warmCache(*data); err != nil {
-		return fail(err)
-	} else {
-		fmt.Fprintf(stderr, "read %d MB of the store to warm the page cache\n", n>>20)
-	}
 	// One run of each phase is at the mercy of the machine's noise (a model
 	// of a few seconds varies by a third from run to run here), so both run
 	// several times, hand first in odd rounds and collider first in even
@@ -86,6 +82,14 @@ func benchModels(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		}
 		for _, p := range order {
 			fmt.Fprintf(stderr, "round %d/%d, phase %s …\n", r+1, *rounds, p)
+			// No phase should pay for a cold cache, nor for the phase before
+			// it: the page cache does not hold both the store and the drafts'
+			// snapshot, so each phase's files are read first.
+			if n, err := warmCache(*data, p == "sandbox"); err != nil {
+				return fail(err)
+			} else {
+				fmt.Fprintf(stderr, "  read %d MB of its files to warm the page cache\n", n>>20)
+			}
 			var res modelsPhase
 			peak, err := runPhaseChild(ctx, self, "phase "+p, []string{"bench", "models", "--phase", p, "--data", *data, "--memory-limit", *memoryLimit}, stderr, &res)
 			if err != nil {
@@ -150,12 +154,20 @@ func printModelsTable(ctx context.Context, stdout io.Writer, data, memoryLimit s
 	fmt.Fprintf(stdout, "peak memory: by hand %.0f MB, collider %.0f MB (goal: the query ≤ 1.2x the same SQL by hand; a sandboxed preview ≤ 1.3x the live run)\n", hand.PeakMB, coll.PeakMB)
 }
 
-// warmCache reads the store's files, so that the operating system's page
-// cache holds them for both phases alike.
-func warmCache(data string) (int64, error) {
+// warmCache reads the files a phase reads — the store's, or for the
+// sandbox the casebook and the drafts' snapshot (once it exists) — so that
+// the operating system's page cache holds them for every phase alike.
+func warmCache(data string, sandbox bool) (int64, error) {
 	var total int64
-	for _, name := range []string{"feeds.duckdb", "casebook.duckdb"} {
+	names := []string{"feeds.duckdb", "casebook.duckdb"}
+	if sandbox {
+		names = []string{filepath.Join("sandbox", "feeds.duckdb"), "casebook.duckdb"}
+	}
+	for _, name := range names {
 		f, err := os.Open(filepath.Join(data, name))
+		if errors.Is(err, fs.ErrNotExist) && sandbox {
+			continue // the phase makes the snapshot first
+		}
 		if err != nil {
 			return total, err
 		}
