@@ -142,6 +142,7 @@ func runBenchAPI(ctx context.Context, f benchAPIFlags, stdout, stderr io.Writer)
 	srv := api.New(api.Config{Store: s, Casebook: cb, Runs: api.PipelineRuns(srvCtx, p),
 		Models: api.Models{Catalog: wb.Previewer.Catalog, Previewer: wb.Previewer, Workbench: wb}})
 	go srv.Serve(srvCtx, ln, 5*time.Second)
+	defer cb.Close()
 	bs := &benchServer{base: "http://" + ln.Addr().String(), cb: cb, sandbox: sb, batches: batches,
 		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: f.clients + 10}, Timeout: 60 * time.Second}}
 	if err := bs.users(ctx, s.DB); err != nil {

@@ -76,6 +76,7 @@ func serve(ctx context.Context, s *store.Store, cfg Config, ln net.Listener, log
 		return err
 	}
 	cb := newCasebook(s, cfg)
+	defer cb.Close() // after the requests: their audit lines are committed before the store closes
 	sb := newSandbox(s, cfg)
 	sb.Log, sb.Snapshot.Log = log, log
 	wb, err := newWorkbench(ctx, s, cfg, cb, sb, log)
