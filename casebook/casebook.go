@@ -23,37 +23,17 @@ type Casebook struct {
 	TmpDir string
 	// Now is the clock; tests set it.
 	Now func() time.Time
+	// ReadCacheBytes bounds the cache of clues and event lists
+	// (DefaultReadCacheBytes when 0; negative: no cache).
+	ReadCacheBytes int64
 
 	authMu      sync.Mutex
 	authCache   map[string]cachedUser
 	revocations atomic.Uint64
 
-	stmtMu sync.Mutex
-	stmts  map[string]*sql.Stmt
-
-	inbox inboxCache
 	audit auditWriter
-}
-
-// query runs a query of the hot paths (lead inboxes) through a prepared
-// statement kept for the casebook's life: parsing and planning are most of
-// what a small DuckDB query costs, and an inbox is asked for all day.
-func (c *Casebook) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
-	c.stmtMu.Lock()
-	st, ok := c.stmts[q]
-	if !ok {
-		var err error
-		if st, err = c.DB.PrepareContext(ctx, q); err != nil {
-			c.stmtMu.Unlock()
-			return nil, err
-		}
-		if c.stmts == nil {
-			c.stmts = map[string]*sql.Stmt{}
-		}
-		c.stmts[q] = st
-	}
-	c.stmtMu.Unlock()
-	return st.QueryContext(ctx, args...)
+	mem   leadMemory
+	cache readCache
 }
 
 // New returns a casebook over the store's pool with the spec's defaults.

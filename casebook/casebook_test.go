@@ -63,6 +63,7 @@ func (f *fixture) addLead(t *testing.T, id int64, city, severity string) {
 		id, now, city); err != nil {
 		t.Fatal(err)
 	}
+	f.cb.forgetLeads() // written around the casebook: read it again
 }
 
 func amount(v float64) *float64 { return &v }

@@ -152,10 +152,14 @@ func (c *Casebook) Publish(ctx context.Context, conn *sql.Conn, in PublishInput)
 		FROM casebook.clues WHERE batch_id = ?`, batchID, runID, domain.DBTime(now), string(modelsJSON), string(deliveriesJSON), batchID); err != nil {
 		return Batch{}, err
 	}
-	if err := tx.Commit(); err != nil {
+	// The batch's leads as memory will hold them, read in the transaction.
+	added, err := c.readLeads(ctx, tx, batchID)
+	if err != nil {
+		return Batch{}, fmt.Errorf("publish batch %d: read its leads: %w", batchID, err)
+	}
+	if err := c.commitLeads(tx, func(leads []memLead) []memLead { return appendLeads(leads, added) }); err != nil {
 		return Batch{}, fmt.Errorf("publish batch %d: %w", batchID, err)
 	}
-	c.inbox.changed()
 	return c.Batch(ctx, User{Role: RoleProvince}, batchID)
 }
 

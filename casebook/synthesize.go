@@ -34,7 +34,6 @@ func (c *Casebook) Synthesize(ctx context.Context, n int) ([]int64, error) {
 		}
 		ids = append(ids, id)
 	}
-	c.inbox.changed()
 	return ids, nil
 }
 
@@ -141,5 +140,9 @@ func (c *Casebook) synthesizeBatch(ctx context.Context, n, first int) (int64, er
 			return 0, fmt.Errorf("synthesize batch %d: step %d: %w", batchID, i, err)
 		}
 	}
-	return batchID, tx.Commit()
+	added, err := c.readLeads(ctx, tx, batchID)
+	if err != nil {
+		return 0, err
+	}
+	return batchID, c.commitLeads(tx, func(leads []memLead) []memLead { return appendLeads(leads, added) })
 }

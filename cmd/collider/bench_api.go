@@ -68,6 +68,7 @@ func benchAPI(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.IntVar(&f.clients, "clients", 100, "concurrent clients")
 	fs.IntVar(&f.single, "single", 3000, "lead reads of the single client")
 	fs.IntVar(&f.pageRounds, "page-rounds", 200, "requests of each page and of its API twin")
+	fs.IntVar(&f.cacheMB, "read-cache-mb", 0, "the casebook's read cache in MB (0: serve's default, -1: none)")
 	fs.DurationVar(&f.idle, "idle", 15*time.Second, "how long the idle phase lasts")
 	fs.DurationVar(&f.draftTimeout, "draft-timeout", 30*time.Second, "the sandbox's time limit in the runaway-draft phase")
 	fs.BoolVar(&f.busy, "busy", true, "measure the mix while a run is busy")
@@ -115,6 +116,9 @@ func runBenchAPI(ctx context.Context, f benchAPIFlags, stdout, stderr io.Writer)
 	}
 	cfg := defaultConfig()
 	cfg.Data, cfg.MemoryLimit, cfg.Inbox, cfg.DraftTimeout = filepath.Join(f.dir, "data"), f.memoryLimit, big, f.draftTimeout
+	if f.cacheMB != 0 {
+		cfg.ReadCacheMB = f.cacheMB
+	}
 	s, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
@@ -139,6 +143,11 @@ func runBenchAPI(ctx context.Context, f benchAPIFlags, stdout, stderr io.Writer)
 	}
 	srvCtx, stop := context.WithCancel(ctx)
 	defer stop()
+	t0 = time.Now()
+	if err := cb.LoadLeads(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "leads loaded into memory in %.2f s\n", time.Since(t0).Seconds())
 	srv := api.New(api.Config{Store: s, Casebook: cb, Runs: api.PipelineRuns(srvCtx, p),
 		Models: api.Models{Catalog: wb.Previewer.Catalog, Previewer: wb.Previewer, Workbench: wb}})
 	go srv.Serve(srvCtx, ln, 5*time.Second)
