@@ -140,9 +140,5 @@ func (c *Casebook) synthesizeBatch(ctx context.Context, n, first int) (int64, er
 			return 0, fmt.Errorf("synthesize batch %d: step %d: %w", batchID, i, err)
 		}
 	}
-	added, err := c.readLeads(ctx, tx, batchID)
-	if err != nil {
-		return 0, err
-	}
-	return batchID, c.commitLeads(tx, func(leads []memLead) []memLead { return appendLeads(leads, added) })
+	return batchID, c.commitBatch(ctx, tx, batchID)
 }
