@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 )
 
 func (f *fixture) auditObjects(t *testing.T) []string {
@@ -117,4 +118,54 @@ func TestAudit_CloseStopsTheWriterAndLaterLinesAreStillWritten(t *testing.T) {
 		t.Fatalf("log %v", got)
 	}
 	f.cb.Close() // twice is harmless
+}
+
+// A view's line is committed within the window without anyone waiting for
+// it; Close commits the views still queued.
+func TestAudit_ViewsAreCommittedWithinTheWindowAndOnClose(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	if err := f.cb.auditView(ctx, f.lanzhou, "lead 1", 1); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for len(f.auditObjects(t)) == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := f.auditObjects(t); fmt.Sprint(got) != "[lead 1]" {
+		t.Fatalf("a view after the window: %v", got)
+	}
+	for i := 2; i <= 50; i++ {
+		f.cb.auditView(ctx, f.lanzhou, fmt.Sprintf("lead %d", i), 1)
+	}
+	if err := f.cb.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.auditObjects(t); len(got) != 50 || got[49] != "lead 50" {
+		t.Fatalf("after Close: %d lines, last %q", len(got), got[len(got)-1])
+	}
+}
+
+// An acknowledged action means the views before it are in the log, and
+// the log read over the casebook shows every view answered before.
+func TestAudit_AnActionAndTheLogCommitTheViewsBeforeThem(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.addLead(t, 1, "620100", "high")
+	if _, err := f.cb.Lead(ctx, f.lanzhou, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.cb.Act(ctx, f.lanzhou, 1, Action{Action: ActionAccept}); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.auditObjects(t); fmt.Sprint(got) != "[lead 1]" {
+		t.Fatalf("after the action: %v", got)
+	}
+	if _, err := f.cb.Clue(ctx, f.province, 1); err != nil {
+		t.Fatal(err)
+	}
+	log, err := f.cb.AuditLog(ctx, 0, 10)
+	if err != nil || len(log) != 2 || log[0].Object != "clue 1" {
+		t.Fatalf("the log: %+v %v", log, err)
+	}
 }

@@ -265,6 +265,10 @@ func (c *Casebook) Act(ctx context.Context, u User, leadID int64, a Action) (Lea
 	if err != nil {
 		return Lead{}, conflictOr(err)
 	}
+	// An acknowledged action means every view before it is in the audit
+	// log; the action itself is committed, so a log that cannot take them
+	// yet (a full disk) keeps them queued rather than fail the action.
+	c.flushAudit(ctx)
 	// The actor saw the lead a moment ago; after a return it belongs to the
 	// province, but the actor still gets the state they produced.
 	return c.lead(ctx, u, leadID, false)
@@ -318,7 +322,7 @@ func (c *Casebook) Events(ctx context.Context, u User, leadID int64) ([]Event, e
 		return append([]Event(nil), v.([]Event)...), nil
 	}
 	generation := c.cache.begin()
-	rows, err := c.DB.QueryContext(ctx, `SELECT event_id, lead_id, event_at, coalesce(user_id, 0), user_name, role, action,
+	rows, err := c.stmtQuery(ctx, `SELECT event_id, lead_id, event_at, coalesce(user_id, 0), user_name, role, action,
 		coalesce(from_status, ''), to_status, city_code, coalesce(outcome, ''), CAST(recovered_amount AS DOUBLE), coalesce(note, '')
 		FROM casebook.lead_events WHERE lead_id = ? ORDER BY event_id`, leadID)
 	if err != nil {

@@ -211,3 +211,26 @@ func TestMemory_ClueScopeAgreesWithTheSQL(t *testing.T) {
 		}
 	}
 }
+
+func TestReadCache_WarmReadsTheNewestCluesUntilFull(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	if _, err := f.cb.Synthesize(ctx, 3000); err != nil {
+		t.Fatal(err)
+	}
+	n, err := f.cb.WarmReadCache(ctx)
+	if err != nil || n != 3000 {
+		t.Fatalf("warmed %d, %v", n, err)
+	}
+	if _, ok := f.cb.cache.get(cacheKey{'c', 1}); !ok {
+		t.Fatal("clue 1 is not in a cache big enough for all")
+	}
+	f.cb.ReadCacheBytes = 200 << 10
+	f.cb.cache.clear()
+	if n, err = f.cb.WarmReadCache(ctx); err != nil || n >= 3000 {
+		t.Fatalf("a small cache read %d clues, %v", n, err)
+	}
+	if _, ok := f.cb.cache.get(cacheKey{'c', 3000}); !ok || f.cb.cache.size > 200<<10 {
+		t.Fatalf("the newest clue is not kept, or %d bytes", f.cb.cache.size)
+	}
+}

@@ -39,7 +39,7 @@ func (bs *benchServer) users(ctx context.Context, db *sql.DB) error {
 			if err != nil {
 				return err
 			}
-			bs.cities = append(bs.cities, benchCity{code: city, token: tok})
+			bs.cities = append(bs.cities, benchCity{code: city, token: tok, next: new(atomic.Int64)})
 		}
 		c := &bs.cities[len(bs.cities)-1]
 		c.leads = append(c.leads, id)
@@ -106,7 +106,7 @@ func (bs *benchServer) singleLeads(ctx context.Context, n int) loadResult {
 // (mostly the first, sometimes a later one), 40 % lead pages of the
 // client's city (one in five followed by its events), 10 % the province's
 // clue list; every 200th request of a client accepts one of its city's new
-// leads (each client has its own share of them, so no two accept one lead).
+// leads (taken one at a time, so no two clients accept one lead).
 func (bs *benchServer) hammer(ctx context.Context, phase string, n int) loadResult {
 	var mu sync.Mutex
 	res := loadResult{phase: phase, byKind: map[string][]time.Duration{}}
@@ -119,14 +119,9 @@ func (bs *benchServer) hammer(ctx context.Context, phase string, n int) loadResu
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(uint64(i), 7))
 			c := bs.cities[i%len(bs.cities)]
-			clientsOfCity := (n + len(bs.cities) - 1 - i%len(bs.cities)) / len(bs.cities)
-			var fresh []int64
-			for j := i / len(bs.cities); j < len(c.fresh); j += max(1, clientsOfCity) {
-				fresh = append(fresh, c.fresh[j])
-			}
 			local := map[string][]time.Duration{}
 			for k := 0; ctx.Err() == nil; k++ {
-				kind, method, path, token, body := bs.pick(rng, c, k, &fresh)
+				kind, method, path, token, body := bs.pick(rng, c, k)
 				t0 := time.Now()
 				st, err := bs.do(method, path, token, body)
 				if ctx.Err() != nil {
@@ -158,11 +153,11 @@ func (bs *benchServer) hammer(ctx context.Context, phase string, n int) loadResu
 }
 
 // pick is a client's k-th request.
-func (bs *benchServer) pick(rng *rand.Rand, c benchCity, k int, fresh *[]int64) (kind, method, path, token string, body []byte) {
-	if k%200 == 199 && len(*fresh) > 0 {
-		id := (*fresh)[0]
-		*fresh = (*fresh)[1:]
-		return "action", "POST", fmt.Sprintf("/api/v1/leads/%d/events", id), c.token, []byte(`{"action":"accept"}`)
+func (bs *benchServer) pick(rng *rand.Rand, c benchCity, k int) (kind, method, path, token string, body []byte) {
+	if k%200 == 199 {
+		if j := int(c.next.Add(1) - 1); j < len(c.fresh) {
+			return "action", "POST", fmt.Sprintf("/api/v1/leads/%d/events", c.fresh[j]), c.token, []byte(`{"action":"accept"}`)
+		}
 	}
 	switch r := rng.IntN(100); {
 	case r < 50:

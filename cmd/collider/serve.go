@@ -84,6 +84,13 @@ func serve(ctx context.Context, s *store.Store, cfg Config, ln net.Listener, log
 		return err
 	}
 	log.Info("leads in memory", "seconds", time.Since(start).Seconds())
+	go func() { // the newest clues into the read cache, while the first requests come
+		if n, err := cb.WarmReadCache(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("read cache", "err", err)
+		} else {
+			log.Info("read cache warmed", "clues", n, "seconds", time.Since(start).Seconds())
+		}
+	}()
 	sb := newSandbox(s, cfg)
 	sb.Log, sb.Snapshot.Log = log, log
 	wb, err := newWorkbench(ctx, s, cfg, cb, sb, log)
