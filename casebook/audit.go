@@ -15,6 +15,7 @@ package casebook
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"strings"
 	"sync"
@@ -51,7 +52,8 @@ type auditWriter struct {
 	queue   chan auditLine
 	stopped chan struct{}
 	closed  bool
-	size    int // the queue's capacity (tests make it small)
+	size    int       // the queue's capacity (tests make it small)
+	conn    *sql.Conn // the writer's own connection: it never waits for the pool, which requests may hold
 }
 
 // Audit records a download or a change; it returns once the line is committed.
@@ -75,7 +77,7 @@ func (c *Casebook) sendAudit(ctx context.Context, l auditLine) error {
 		if l.barrier {
 			return nil
 		}
-		return c.writeAudit(context.WithoutCancel(ctx), []auditLine{l})
+		return c.writeAudit(context.WithoutCancel(ctx), c.DB, []auditLine{l})
 	}
 	if w.queue == nil {
 		w.mu.RUnlock()
@@ -161,7 +163,16 @@ func (c *Casebook) commitAudit(batch []auditLine) []auditLine {
 	}
 	var err error
 	if len(rows) > 0 {
-		err = c.writeAudit(context.Background(), rows)
+		ctx := context.Background()
+		if c.audit.conn == nil {
+			c.audit.conn, err = c.DB.Conn(ctx)
+		}
+		if err == nil {
+			if err = c.writeAudit(ctx, c.audit.conn, rows); err != nil {
+				c.audit.conn.Close() // a broken connection is not kept
+				c.audit.conn = nil
+			}
+		}
 	}
 	var retry []auditLine
 	for _, l := range batch {
@@ -175,8 +186,10 @@ func (c *Casebook) commitAudit(batch []auditLine) []auditLine {
 }
 
 // writeAudit inserts lines in one transaction, in their order.
-func (c *Casebook) writeAudit(ctx context.Context, lines []auditLine) error {
-	tx, err := c.DB.BeginTx(ctx, nil)
+func (c *Casebook) writeAudit(ctx context.Context, db interface {
+	BeginTx(context.Context, *sql.TxOptions) (*sql.Tx, error)
+}, lines []auditLine) error {
+	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
@@ -211,6 +224,9 @@ func (c *Casebook) Close() error {
 	if q != nil {
 		close(q)
 		<-stopped
+		if w.conn != nil {
+			w.conn.Close()
+		}
 	}
 	return nil
 }

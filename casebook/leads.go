@@ -212,28 +212,43 @@ func scanLead(s interface{ Scan(...any) error }, l *Lead) error {
 // Act applies an action to a lead in one transaction: the lead is updated and
 // an event appended, or nothing happens.
 func (c *Casebook) Act(ctx context.Context, u User, leadID int64, a Action) (Lead, error) {
+	if err := c.act(ctx, u, leadID, a); err != nil {
+		return Lead{}, err
+	}
+	// An acknowledged action means every view before it is in the audit
+	// log; the action itself is committed, so a log that cannot take them
+	// yet (a full disk) keeps them queued rather than fail the action. The
+	// action's connection is back in the pool by now: the writer never
+	// waits for a connection an action holds while it waits for the writer.
+	c.flushAudit(ctx)
+	// The actor saw the lead a moment ago; after a return it belongs to the
+	// province, but the actor still gets the state they produced.
+	return c.lead(ctx, u, leadID, false)
+}
+
+func (c *Casebook) act(ctx context.Context, u User, leadID int64, a Action) error {
 	conn, err := c.DB.Conn(ctx)
 	if err != nil {
-		return Lead{}, err
+		return err
 	}
 	defer conn.Close()
 	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
-		return Lead{}, err
+		return err
 	}
 	defer tx.Rollback()
 	var l Lead
 	now := c.now()
 	err = scanLead(tx.QueryRowContext(ctx, "SELECT "+leadColumns+" FROM casebook.leads l WHERE l.lead_id = ?", domain.DBTime(now), leadID), &l)
 	if errors.Is(err, sql.ErrNoRows) || (err == nil && !canSee(u, l.City)) {
-		return Lead{}, domain.Errorf(domain.ENOTFOUND, "no lead %d", leadID)
+		return domain.Errorf(domain.ENOTFOUND, "no lead %d", leadID)
 	}
 	if err != nil {
-		return Lead{}, err
+		return err
 	}
 	to, err := checkAction(u, l, a)
 	if err != nil {
-		return Lead{}, err
+		return err
 	}
 	city := l.City
 	if a.Action == ActionReassign {
@@ -251,11 +266,11 @@ func (c *Casebook) Act(ctx context.Context, u User, leadID int64, a Action) (Lea
 	if _, err := tx.ExecContext(ctx, `UPDATE casebook.leads SET status = ?, city_code = ?, updated_at = ?,
 		outcome = coalesce(?, outcome), recovered_amount = coalesce(?, recovered_amount), note = coalesce(?, note), closed_at = coalesce(?, closed_at)
 		WHERE lead_id = ?`, to, city, domain.DBTime(now), nullString(a.Outcome), a.RecoveredAmount, nullString(note), closedAt, leadID); err != nil {
-		return Lead{}, conflictOr(err)
+		return conflictOr(err)
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO casebook.lead_events VALUES (nextval('casebook.event_ids'), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		leadID, domain.DBTime(now), u.ID, u.Name, string(u.Role), a.Action, l.Status, to, city, nullString(a.Outcome), a.RecoveredAmount, nullString(note)); err != nil {
-		return Lead{}, conflictOr(err)
+		return conflictOr(err)
 	}
 	err = c.commitLeads(tx, func(leads []memLead) []memLead {
 		applyAction(leads, leadID, a, to, city, note, now)
@@ -263,15 +278,9 @@ func (c *Casebook) Act(ctx context.Context, u User, leadID int64, a Action) (Lea
 	})
 	c.cache.forget(cacheKey{'e', leadID})
 	if err != nil {
-		return Lead{}, conflictOr(err)
+		return conflictOr(err)
 	}
-	// An acknowledged action means every view before it is in the audit
-	// log; the action itself is committed, so a log that cannot take them
-	// yet (a full disk) keeps them queued rather than fail the action.
-	c.flushAudit(ctx)
-	// The actor saw the lead a moment ago; after a return it belongs to the
-	// province, but the actor still gets the state they produced.
-	return c.lead(ctx, u, leadID, false)
+	return nil
 }
 
 // conflictOr turns DuckDB's write-write conflict (two people acting on one
