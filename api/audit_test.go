@@ -35,11 +35,18 @@ func (e *testEnv) auditAfter(t *testing.T, id int64) []casebook.AuditEntry {
 	return out
 }
 
+// lastAuditID is the newest line, read over the API: a view's line is
+// committed within 100 ms, and reading the log commits what is queued.
 func (e *testEnv) lastAuditID(t *testing.T) int64 {
 	t.Helper()
-	var id int64
-	e.scalar(t, &id, "SELECT coalesce(max(audit_id), 0) FROM casebook.audit")
-	return id
+	var p struct {
+		Items []casebook.AuditEntry `json:"items"`
+	}
+	e.getJSON(t, asProvince, "/api/v1/audit?limit=1", &p)
+	if len(p.Items) == 0 {
+		return 0
+	}
+	return p.Items[0].ID
 }
 
 func TestAudit_DownloadsAndUnmaskedViewsAreLogged(t *testing.T) {

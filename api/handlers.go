@@ -130,7 +130,10 @@ func (s *Server) listClues(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, newPage(items, f.Limit, func(cl cb.Clue) int64 { return cl.ID }))
+	p := newPage(items, f.Limit, func(cl cb.Clue) int64 { return cl.ID })
+	return writeJSON(c, http.StatusOK, p, func(b []byte) []byte {
+		return appendPage(b, p, func(b []byte, cl *cb.Clue) []byte { return cl.AppendJSON(b) })
+	})
 }
 
 func (s *Server) getClue(c echo.Context) error {
@@ -142,7 +145,7 @@ func (s *Server) getClue(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, cl)
+	return writeJSON(c, http.StatusOK, cl, cl.AppendJSON)
 }
 
 func (s *Server) exportBatch(c echo.Context) error {
@@ -222,7 +225,10 @@ func (s *Server) listLeads(c echo.Context) error {
 	if items == nil {
 		items = []cb.Lead{}
 	}
-	return c.JSON(http.StatusOK, newPage(items, f.Limit, func(l cb.Lead) int64 { return l.ID }))
+	p := newPage(items, f.Limit, func(l cb.Lead) int64 { return l.ID })
+	return writeJSON(c, http.StatusOK, p, func(b []byte) []byte {
+		return appendPage(b, p, func(b []byte, l *cb.Lead) []byte { return l.AppendJSON(b) })
+	})
 }
 
 func (s *Server) getLead(c echo.Context) error {
@@ -234,7 +240,7 @@ func (s *Server) getLead(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, l)
+	return writeJSON(c, http.StatusOK, l, l.AppendJSON)
 }
 
 func (s *Server) listEvents(c echo.Context) error {
@@ -249,7 +255,16 @@ func (s *Server) listEvents(c echo.Context) error {
 	if ev == nil {
 		ev = []cb.Event{}
 	}
-	return c.JSON(http.StatusOK, map[string]any{"items": ev})
+	return writeJSON(c, http.StatusOK, map[string]any{"items": ev}, func(b []byte) []byte {
+		b = append(b, `{"items":[`...)
+		for i := range ev {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = ev[i].AppendJSON(b)
+		}
+		return append(b, "]}"...)
+	})
 }
 
 func (s *Server) postEvent(c echo.Context) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -62,6 +63,7 @@ func (f *fixture) addLead(t *testing.T, id int64, city, severity string) {
 		id, now, city); err != nil {
 		t.Fatal(err)
 	}
+	f.cb.forgetLeads() // written around the casebook: read it again
 }
 
 func amount(v float64) *float64 { return &v }
@@ -270,5 +272,46 @@ func TestLeads_UnknownStatusIsRefused(t *testing.T) {
 	}
 	if _, err := f.cb.Clues(context.Background(), f.province, ClueFilter{Status: "done"}); domain.ErrorCode(err) != domain.EINVALID {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// A remembered token is refused the moment its user is revoked, even while
+// other requests are authenticating it at the same time.
+func TestUsers_RevokedTokenIsRefusedRightAfterRevocation(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	u, token, err := f.cb.AddUser(ctx, "定西市医保局", RoleCity, "621100")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+					f.cb.Authenticate(ctx, token)
+				}
+			}
+		}()
+	}
+	time.Sleep(50 * time.Millisecond)
+	if err := f.cb.Revoke(ctx, u.ID); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 200; i++ {
+		if _, err := f.cb.Authenticate(ctx, token); domain.ErrorCode(err) != domain.EUNAUTHORIZED {
+			t.Fatalf("attempt %d after the revocation: %v", i, err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if _, err := f.cb.Authenticate(ctx, token); domain.ErrorCode(err) != domain.EUNAUTHORIZED {
+		t.Fatalf("after the racing lookups: %v", err)
 	}
 }

@@ -5,8 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"collider/domain"
@@ -212,28 +212,43 @@ func scanLead(s interface{ Scan(...any) error }, l *Lead) error {
 // Act applies an action to a lead in one transaction: the lead is updated and
 // an event appended, or nothing happens.
 func (c *Casebook) Act(ctx context.Context, u User, leadID int64, a Action) (Lead, error) {
+	if err := c.act(ctx, u, leadID, a); err != nil {
+		return Lead{}, err
+	}
+	// An acknowledged action means every view before it is in the audit
+	// log; the action itself is committed, so a log that cannot take them
+	// yet (a full disk) keeps them queued rather than fail the action. The
+	// action's connection is back in the pool by now: the writer never
+	// waits for a connection an action holds while it waits for the writer.
+	c.flushAudit(ctx)
+	// The actor saw the lead a moment ago; after a return it belongs to the
+	// province, but the actor still gets the state they produced.
+	return c.lead(ctx, u, leadID, false)
+}
+
+func (c *Casebook) act(ctx context.Context, u User, leadID int64, a Action) error {
 	conn, err := c.DB.Conn(ctx)
 	if err != nil {
-		return Lead{}, err
+		return err
 	}
 	defer conn.Close()
 	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
-		return Lead{}, err
+		return err
 	}
 	defer tx.Rollback()
 	var l Lead
 	now := c.now()
 	err = scanLead(tx.QueryRowContext(ctx, "SELECT "+leadColumns+" FROM casebook.leads l WHERE l.lead_id = ?", domain.DBTime(now), leadID), &l)
 	if errors.Is(err, sql.ErrNoRows) || (err == nil && !canSee(u, l.City)) {
-		return Lead{}, domain.Errorf(domain.ENOTFOUND, "no lead %d", leadID)
+		return domain.Errorf(domain.ENOTFOUND, "no lead %d", leadID)
 	}
 	if err != nil {
-		return Lead{}, err
+		return err
 	}
 	to, err := checkAction(u, l, a)
 	if err != nil {
-		return Lead{}, err
+		return err
 	}
 	city := l.City
 	if a.Action == ActionReassign {
@@ -251,19 +266,21 @@ func (c *Casebook) Act(ctx context.Context, u User, leadID int64, a Action) (Lea
 	if _, err := tx.ExecContext(ctx, `UPDATE casebook.leads SET status = ?, city_code = ?, updated_at = ?,
 		outcome = coalesce(?, outcome), recovered_amount = coalesce(?, recovered_amount), note = coalesce(?, note), closed_at = coalesce(?, closed_at)
 		WHERE lead_id = ?`, to, city, domain.DBTime(now), nullString(a.Outcome), a.RecoveredAmount, nullString(note), closedAt, leadID); err != nil {
-		return Lead{}, conflictOr(err)
+		return conflictOr(err)
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO casebook.lead_events VALUES (nextval('casebook.event_ids'), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		leadID, domain.DBTime(now), u.ID, u.Name, string(u.Role), a.Action, l.Status, to, city, nullString(a.Outcome), a.RecoveredAmount, nullString(note)); err != nil {
-		return Lead{}, conflictOr(err)
+		return conflictOr(err)
 	}
-	if err := tx.Commit(); err != nil {
-		return Lead{}, conflictOr(err)
+	err = c.commitLeads(tx, func(leads []memLead) []memLead {
+		applyAction(leads, leadID, a, to, city, note, now)
+		return leads
+	})
+	c.cache.forget(cacheKey{'e', leadID})
+	if err != nil {
+		return conflictOr(err)
 	}
-	c.inbox.changed()
-	// The actor saw the lead a moment ago; after a return it belongs to the
-	// province, but the actor still gets the state they produced.
-	return c.lead(ctx, u, leadID, false)
+	return nil
 }
 
 // conflictOr turns DuckDB's write-write conflict (two people acting on one
@@ -285,23 +302,19 @@ func (c *Casebook) Lead(ctx context.Context, u User, id int64) (Lead, error) {
 }
 
 func (c *Casebook) lead(ctx context.Context, u User, id int64, scoped bool) (Lead, error) {
-	var l Lead
-	err := scanLead(c.DB.QueryRowContext(ctx, "SELECT "+leadColumns+" FROM casebook.leads l WHERE l.lead_id = ?", domain.DBTime(c.now()), id), &l)
-	if errors.Is(err, sql.ErrNoRows) || (err == nil && scoped && !canSee(u, l.City)) {
+	m, ok, err := c.memLeadByID(ctx, id)
+	if err != nil {
+		return Lead{}, err
+	}
+	if !ok || (scoped && !canSee(u, m.City)) {
 		return Lead{}, domain.Errorf(domain.ENOTFOUND, "no lead %d", id)
 	}
+	l := m.lead(c.today())
+	clue, err := c.clueOf(ctx, &m)
 	if err != nil {
 		return Lead{}, err
 	}
-	reader := u
-	if !scoped {
-		reader = User{ID: u.ID, Name: u.Name, Role: RoleProvince}
-	}
-	clue, err := c.clue(ctx, reader, id)
-	if err != nil {
-		return Lead{}, err
-	}
-	if u.MasksPersonalData() && !reader.MasksPersonalData() {
+	if u.MasksPersonalData() {
 		clue.Mask()
 	}
 	l.Clue = &clue
@@ -313,7 +326,12 @@ func (c *Casebook) Events(ctx context.Context, u User, leadID int64) ([]Event, e
 	if _, err := c.Lead(ctx, u, leadID); err != nil {
 		return nil, err
 	}
-	rows, err := c.DB.QueryContext(ctx, `SELECT event_id, lead_id, event_at, coalesce(user_id, 0), user_name, role, action,
+	key := cacheKey{'e', leadID}
+	if v, ok := c.cache.get(key); ok {
+		return append([]Event(nil), v.([]Event)...), nil
+	}
+	generation := c.cache.begin()
+	rows, err := c.stmtQuery(ctx, `SELECT event_id, lead_id, event_at, coalesce(user_id, 0), user_name, role, action,
 		coalesce(from_status, ''), to_status, city_code, coalesce(outcome, ''), CAST(recovered_amount AS DOUBLE), coalesce(note, '')
 		FROM casebook.lead_events WHERE lead_id = ? ORDER BY event_id`, leadID)
 	if err != nil {
@@ -321,6 +339,7 @@ func (c *Casebook) Events(ctx context.Context, u User, leadID int64) ([]Event, e
 	}
 	defer rows.Close()
 	var out []Event
+	size := int64(64)
 	for rows.Next() {
 		var e Event
 		var rec sql.NullFloat64
@@ -331,9 +350,14 @@ func (c *Casebook) Events(ctx context.Context, u User, leadID int64) ([]Event, e
 			e.RecoveredAmount = &rec.Float64
 		}
 		e.At = domain.Wall(e.At)
+		size += 200 + int64(len(e.UserName)+len(e.Note))
 		out = append(out, e)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	c.cachePut(key, out, size, generation)
+	return append([]Event(nil), out...), nil
 }
 
 // LeadFilter narrows a lead list.
@@ -345,115 +369,30 @@ type LeadFilter struct {
 	Limit   int
 }
 
-// Leads lists leads u may see, by id, from a cursor. Inboxes are read all
-// day and change only when a lead is acted on or a batch is published, both
-// through this casebook: pages are remembered until the next such change
-// (or the next day, for the overdue flags).
+// Leads lists leads u may see, by id, from a cursor, from memory.
 func (c *Casebook) Leads(ctx context.Context, u User, f LeadFilter) ([]Lead, error) {
 	if u.Role == RoleModeler {
 		return nil, domain.Errorf(domain.EFORBIDDEN, "modelers work with clues and metrics, not lead inboxes")
-	}
-	scopeCity := f.City
-	if u.Role == RoleCity {
-		scopeCity = u.City
-	}
-	key := fmt.Sprintf("%s|%s|%s|%t|%d|%d|%s", u.Role, scopeCity, f.Status, f.Overdue, f.After, domain.PageLimit(f.Limit), c.now().In(domain.ChinaTime).Format("2006-01-02"))
-	if page, ok := c.inbox.get(key); ok {
-		return page, nil
-	}
-	version := c.inbox.current()
-	page, err := c.leads(ctx, u, f)
-	if err == nil {
-		c.inbox.put(key, version, page)
-	}
-	return page, err
-}
-
-func (c *Casebook) leads(ctx context.Context, u User, f LeadFilter) ([]Lead, error) {
-	where := []string{"l.lead_id > ?"}
-	args := []any{domain.DBTime(c.now()), f.After}
-	if u.Role == RoleCity {
-		where = append(where, "l.city_code = ?")
-		args = append(args, u.City)
-	} else if f.City != "" {
-		where = append(where, "l.city_code = ?")
-		args = append(args, f.City)
 	}
 	if f.Status != "" {
 		if err := checkStatus(f.Status); err != nil {
 			return nil, err
 		}
-		where = append(where, "l.status = ?")
-		args = append(args, f.Status)
 	}
-	if f.Overdue {
-		where = append(where, "l.status <> 'closed' AND l.due_date < CAST(? AS DATE)")
-		args = append(args, domain.DBTime(c.now()))
+	city := f.City
+	if u.Role == RoleCity {
+		city = u.City
 	}
-	limit := domain.PageLimit(f.Limit)
-	rows, err := c.query(ctx, fmt.Sprintf("SELECT %s FROM casebook.leads l WHERE %s ORDER BY l.lead_id LIMIT %d",
-		leadColumns, strings.Join(where, " AND "), limit), args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
+	limit, today := domain.PageLimit(f.Limit), c.today()
 	var out []Lead
-	for rows.Next() {
-		var l Lead
-		if err := scanLead(rows, &l); err != nil {
-			return nil, err
+	err := c.leadsView(ctx, func(leads []memLead) {
+		start := sort.Search(len(leads), func(i int) bool { return leads[i].ID > f.After })
+		for i := start; i < len(leads) && len(out) < limit; i++ {
+			m := &leads[i]
+			if (city == "" || m.City == city) && (f.Status == "" || m.Status == f.Status) && (!f.Overdue || m.overdue(today)) {
+				out = append(out, m.lead(today))
+			}
 		}
-		out = append(out, l)
-	}
-	return out, rows.Err()
-}
-
-// inboxCache remembers lead pages until the leads change. A page read while
-// a change commits is stored under the version it started from and so is
-// never served after the change.
-type inboxCache struct {
-	mu      sync.Mutex
-	version uint64
-	pages   map[string]inboxPage
-}
-
-type inboxPage struct {
-	version uint64
-	leads   []Lead
-}
-
-func (ic *inboxCache) current() uint64 {
-	ic.mu.Lock()
-	defer ic.mu.Unlock()
-	return ic.version
-}
-
-func (ic *inboxCache) get(key string) ([]Lead, bool) {
-	ic.mu.Lock()
-	defer ic.mu.Unlock()
-	p, ok := ic.pages[key]
-	if !ok || p.version != ic.version {
-		return nil, false
-	}
-	return append([]Lead(nil), p.leads...), true
-}
-
-func (ic *inboxCache) put(key string, version uint64, leads []Lead) {
-	ic.mu.Lock()
-	defer ic.mu.Unlock()
-	if version != ic.version {
-		return
-	}
-	if ic.pages == nil || len(ic.pages) > 10_000 {
-		ic.pages = map[string]inboxPage{}
-	}
-	ic.pages[key] = inboxPage{version, append([]Lead(nil), leads...)}
-}
-
-// changed forgets every page: a lead was acted on or a batch published.
-func (ic *inboxCache) changed() {
-	ic.mu.Lock()
-	ic.version++
-	ic.pages = nil
-	ic.mu.Unlock()
+	})
+	return out, err
 }

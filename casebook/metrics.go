@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strings"
+	"sort"
 	"time"
 
 	"collider/domain"
@@ -27,51 +27,64 @@ type Metric struct {
 	Overdue      int64    `json:"overdue"`
 }
 
-// Metrics groups lead outcomes by "model" (model and version) or "city".
-// A city user gets its own city only.
+// Metrics groups lead outcomes by "model" (model and version) or "city",
+// from the leads in memory. A city user gets its own city only.
 func (c *Casebook) Metrics(ctx context.Context, u User, by string) ([]Metric, error) {
-	var groupCols string
-	switch by {
-	case "model", "":
-		groupCols = "c.model, c.model_version, ''"
-	case "city":
-		groupCols = "'', '', l.city_code"
-	default:
+	if by != "model" && by != "" && by != "city" {
 		return nil, domain.Errorf(domain.EINVALID, "metrics by model or city, not %q", by)
 	}
-	where, args := "true", []any{domain.DBTime(c.now())}
-	if u.Role == RoleCity {
-		where = "l.city_code = ?"
-		args = append(args, u.City)
+	type group struct {
+		Metric
+		cents int64
 	}
-	rows, err := c.DB.QueryContext(ctx, fmt.Sprintf(`SELECT %s,
-		count(*),
-		count(*) FILTER (WHERE EXISTS (SELECT 1 FROM casebook.lead_events e WHERE e.lead_id = l.lead_id AND e.action = 'accept')),
-		count(*) FILTER (WHERE l.status = 'closed'),
-		count(*) FILTER (WHERE l.outcome = 'confirmed'),
-		count(*) FILTER (WHERE l.outcome = 'dismissed'),
-		count(*) FILTER (WHERE l.outcome = 'referred'),
-		coalesce(CAST(sum(l.recovered_amount) AS DOUBLE), 0),
-		count(*) FILTER (WHERE l.status <> 'closed' AND l.due_date < CAST($1 AS DATE))
-		FROM casebook.clues c JOIN casebook.leads l ON l.lead_id = c.clue_id
-		WHERE %s GROUP BY ALL ORDER BY ALL`, groupCols, strings.Replace(where, "?", "$2", 1)), args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
+	groups := map[[3]string]*group{}
+	today := c.today()
+	err := c.leadsView(ctx, func(leads []memLead) {
+		for i := range leads {
+			m := &leads[i]
+			if u.Role == RoleCity && m.City != u.City {
+				continue
+			}
+			key := [3]string{m.model, m.version, ""}
+			if by == "city" {
+				key = [3]string{"", "", m.City}
+			}
+			g := groups[key]
+			if g == nil {
+				g = &group{Metric: Metric{Model: key[0], ModelVersion: key[1], City: key[2]}}
+				groups[key] = g
+			}
+			g.Issued++
+			g.Accepted += b2i(m.accepted)
+			g.Closed += b2i(m.Status == StatusClosed)
+			g.Confirmed += b2i(m.Outcome == OutcomeConfirmed)
+			g.Dismissed += b2i(m.Outcome == OutcomeDismissed)
+			g.Referred += b2i(m.Outcome == OutcomeReferred)
+			g.Overdue += b2i(m.overdue(today))
+			g.cents += m.recoveredCents
+		}
+	})
 	out := []Metric{}
-	for rows.Next() {
-		var m Metric
-		if err := rows.Scan(&m.Model, &m.ModelVersion, &m.City, &m.Issued, &m.Accepted, &m.Closed, &m.Confirmed, &m.Dismissed, &m.Referred, &m.Recovered, &m.Overdue); err != nil {
-			return nil, err
+	for _, g := range groups {
+		g.Recovered = float64(g.cents) / 100
+		if d := g.Confirmed + g.Dismissed; d > 0 {
+			p := float64(g.Confirmed) / float64(d)
+			g.Precision = &p
 		}
-		if d := m.Confirmed + m.Dismissed; d > 0 {
-			p := float64(m.Confirmed) / float64(d)
-			m.Precision = &p
-		}
-		out = append(out, m)
+		out = append(out, g.Metric)
 	}
-	return out, rows.Err()
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		return a.Model < b.Model || (a.Model == b.Model && (a.ModelVersion < b.ModelVersion || (a.ModelVersion == b.ModelVersion && a.City < b.City)))
+	})
+	return out, err
+}
+
+func b2i(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // ReportRow is one city's line of the monthly supervision report (督办月报).

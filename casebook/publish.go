@@ -152,11 +152,20 @@ func (c *Casebook) Publish(ctx context.Context, conn *sql.Conn, in PublishInput)
 		FROM casebook.clues WHERE batch_id = ?`, batchID, runID, domain.DBTime(now), string(modelsJSON), string(deliveriesJSON), batchID); err != nil {
 		return Batch{}, err
 	}
-	if err := tx.Commit(); err != nil {
+	if err := c.commitBatch(ctx, tx, batchID); err != nil {
 		return Batch{}, fmt.Errorf("publish batch %d: %w", batchID, err)
 	}
-	c.inbox.changed()
 	return c.Batch(ctx, User{Role: RoleProvince}, batchID)
+}
+
+// commitBatch commits a batch's transaction with its leads into memory,
+// read in the transaction as memory will hold them.
+func (c *Casebook) commitBatch(ctx context.Context, tx *sql.Tx, batchID int64) error {
+	added, err := c.readLeads(ctx, tx, batchID)
+	if err != nil {
+		return fmt.Errorf("read its leads: %w", err)
+	}
+	return c.commitLeads(tx, func(leads []memLead) []memLead { return appendLeads(leads, added) })
 }
 
 // RoutedByCity counts a batch's leads per city, for the run's routing step.

@@ -125,7 +125,6 @@ func (c *Casebook) Revoke(ctx context.Context, id int64) error {
 		return domain.Errorf(domain.ENOTFOUND, "no active user %d", id)
 	}
 	c.forgetTokens()
-	c.revocations.Add(1)
 	return nil
 }
 
@@ -145,14 +144,13 @@ func (c *Casebook) ActiveUser(ctx context.Context, id int64) (User, error) {
 	return u, err
 }
 
-// authTTL is how long a token lookup is remembered: every request
-// authenticates, and a query per request is the largest part of a small
-// request's cost. Revoking through this casebook forgets at once.
-const authTTL = 10 * time.Second
-
+// Tokens that authenticated are remembered until a revocation through this
+// casebook (the only way a user's token, role or city stops being what it
+// was: users are never edited): every request authenticates, and a query
+// per request would be the largest part of a small request's cost. A
+// lookup that raced a revocation is not remembered.
 type cachedUser struct {
-	user    User
-	expires time.Time
+	user User
 }
 
 // Authenticate finds the active user of a token.
@@ -161,13 +159,13 @@ func (c *Casebook) Authenticate(ctx context.Context, token string) (User, error)
 		return User{}, domain.Errorf(domain.EUNAUTHORIZED, "a bearer token is required")
 	}
 	hash := HashToken(token)
-	now := time.Now()
 	c.authMu.Lock()
-	if e, ok := c.authCache[hash]; ok && now.Before(e.expires) {
+	if e, ok := c.authCache[hash]; ok {
 		c.authMu.Unlock()
 		return e.user, nil
 	}
 	c.authMu.Unlock()
+	generation := c.revocations.Load()
 	var u User
 	err := c.DB.QueryRowContext(ctx, `SELECT user_id, name, role, coalesce(city_code, ''), created_at
 		FROM casebook.users WHERE token_hash = ? AND revoked_at IS NULL`, hash).
@@ -180,10 +178,12 @@ func (c *Casebook) Authenticate(ctx context.Context, token string) (User, error)
 	}
 	u.CreatedAt = domain.Wall(u.CreatedAt)
 	c.authMu.Lock()
-	if c.authCache == nil || len(c.authCache) > 10_000 {
-		c.authCache = map[string]cachedUser{}
+	if c.revocations.Load() == generation {
+		if c.authCache == nil || len(c.authCache) > 10_000 {
+			c.authCache = map[string]cachedUser{}
+		}
+		c.authCache[hash] = cachedUser{u}
 	}
-	c.authCache[hash] = cachedUser{u, now.Add(authTTL)}
 	c.authMu.Unlock()
 	return u, nil
 }
@@ -192,6 +192,7 @@ func (c *Casebook) Authenticate(ctx context.Context, token string) (User, error)
 func (c *Casebook) forgetTokens() {
 	c.authMu.Lock()
 	c.authCache = nil
+	c.revocations.Add(1)
 	c.authMu.Unlock()
 }
 

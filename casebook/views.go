@@ -8,6 +8,7 @@ package casebook
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -56,75 +57,47 @@ type Inbox struct {
 }
 
 // InboxPage lists the leads u may see under q, a page at a time, with the
-// counts per status that the tabs show and how many rows match.
+// counts per status that the tabs show and how many rows match, from the
+// leads in memory.
 func (c *Casebook) InboxPage(ctx context.Context, u User, q InboxQuery) (Inbox, error) {
-	var in Inbox
-	where, args, err := c.inboxScope(u, q)
+	in := Inbox{ByStatus: map[string]int64{}}
+	match, err := c.inboxMatch(u, q)
 	if err != nil {
 		return in, err
 	}
-	base := "FROM casebook.leads l JOIN casebook.clues c ON c.clue_id = l.lead_id WHERE " + strings.Join(where, " AND ")
-	in.ByStatus = map[string]int64{}
-	rows, err := c.DB.QueryContext(ctx, "SELECT l.status, count(*) "+base+" GROUP BY l.status", args...)
-	if err != nil {
-		return in, err
-	}
-	for rows.Next() {
-		var st string
-		var n int64
-		if err := rows.Scan(&st, &n); err != nil {
-			rows.Close()
-			return in, err
-		}
-		in.ByStatus[st] = n
-	}
-	rows.Close()
 	if q.Status != "" {
 		if err := checkStatus(q.Status); err != nil {
 			return in, err
 		}
-		where, args = append(where, "l.status = ?"), append(args, q.Status)
-		in.Matching = in.ByStatus[q.Status]
-	} else {
-		for _, n := range in.ByStatus {
+	}
+	before, after, err := inboxOrder(q)
+	if err != nil {
+		return in, err
+	}
+	limit, today := domain.PageLimit(q.Limit), c.today()
+	var page []memLead
+	err = c.leadsView(ctx, func(leads []memLead) {
+		for i := range leads {
+			m := &leads[i]
+			if !match(m, today) {
+				continue
+			}
+			in.ByStatus[m.Status]++
+			if (q.Status == "" || m.Status == q.Status) && after(m) {
+				page = topK(page, *m, limit, before)
+			}
+		}
+	})
+	if err != nil {
+		return in, err
+	}
+	for st, n := range in.ByStatus {
+		if q.Status == "" || st == q.Status {
 			in.Matching += n
 		}
 	}
-	order, after, afterArgs, err := inboxOrder(q)
-	if err != nil {
-		return in, err
-	}
-	if after != "" {
-		where, args = append(where, after), append(args, afterArgs...)
-	}
-	limit := domain.PageLimit(q.Limit)
-	rows, err = c.DB.QueryContext(ctx, fmt.Sprintf(`SELECT %s, c.model, c.severity, c.score, c.person_id, coalesce(c.person_name, ''),
-			coalesce(c.institution_name, ''), CAST(c.fund_amount AS DOUBLE)
-		FROM casebook.leads l JOIN casebook.clues c ON c.clue_id = l.lead_id WHERE %s ORDER BY %s LIMIT %d`,
-		leadColumns, strings.Join(where, " AND "), order, limit), append([]any{domain.DBTime(c.now())}, args...)...)
-	if err != nil {
-		return in, err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var r InboxRow
-		var rec *float64
-		if err := rows.Scan(&r.ID, &r.City, &r.Status, &r.Outcome, &rec, &r.Note, &r.RoutedAt, &r.DueDate, &r.UpdatedAt, &r.ClosedAt, &r.Overdue,
-			&r.Model, &r.Severity, &r.Score, &r.PersonID, &r.PersonName, &r.InstitutionName, &r.FundAmount); err != nil {
-			return in, err
-		}
-		r.RecoveredAmount = rec
-		r.RoutedAt, r.UpdatedAt, r.ClosedAt = domain.Wall(r.RoutedAt), domain.Wall(r.UpdatedAt), domain.WallPtr(r.ClosedAt)
-		if u.MasksPersonalData() {
-			cl := Clue{PersonID: r.PersonID, PersonName: r.PersonName}
-			cl.Mask()
-			r.PersonID, r.PersonName = cl.PersonID, cl.PersonName
-		}
-		r.Cursor = rowCursor(q.Sort, r)
-		in.Rows = append(in.Rows, r)
-	}
-	if err := rows.Err(); err != nil {
-		return in, err
+	for i := range page {
+		in.Rows = append(in.Rows, c.inboxRow(u, q, &page[i], today))
 	}
 	if len(in.Rows) == limit {
 		in.Next = in.Rows[len(in.Rows)-1].Cursor
@@ -132,43 +105,60 @@ func (c *Casebook) InboxPage(ctx context.Context, u User, q InboxQuery) (Inbox, 
 	return in, c.auditView(ctx, u, "leads?"+q.describe(), len(in.Rows))
 }
 
-// inboxScope is the condition of the leads u may see under q's filters,
-// the status aside (the tabs count every status). Its first argument
-// follows leadColumns' one (the clock).
-func (c *Casebook) inboxScope(u User, q InboxQuery) ([]string, []any, error) {
-	if u.Role != RoleCity && u.Role != RoleProvince {
-		return nil, nil, domain.Errorf(domain.EFORBIDDEN, "leads are the city bureaus' and the province's")
+// topK inserts m into page, kept sorted by before and at most k long.
+func topK(page []memLead, m memLead, k int, before func(a, b *memLead) bool) []memLead {
+	if len(page) == k && !before(&m, &page[k-1]) {
+		return page
 	}
-	where, args := []string{"true"}, []any{}
-	switch {
-	case u.Role == RoleCity:
-		where, args = append(where, "l.city_code = ?"), append(args, u.City)
-	case q.City != "":
-		where, args = append(where, "l.city_code = ?"), append(args, q.City)
+	i := sort.Search(len(page), func(i int) bool { return before(&m, &page[i]) })
+	if len(page) < k {
+		page = append(page, memLead{})
 	}
-	if q.Model != "" {
-		where, args = append(where, "c.model = ?"), append(args, q.Model)
-	}
-	if q.Severity != "" {
-		if q.Severity != "high" && q.Severity != "medium" && q.Severity != "low" {
-			return nil, nil, domain.Errorf(domain.EINVALID, "severity is high, medium or low, not %q", q.Severity)
-		}
-		where, args = append(where, "c.severity = ?"), append(args, q.Severity)
-	}
-	if q.Overdue {
-		where, args = append(where, "l.status <> 'closed' AND l.due_date < CAST(? AS DATE)"), append(args, domain.DBTime(c.now()))
-	}
-	return where, args, nil
+	copy(page[i+1:], page[i:])
+	page[i] = m
+	return page
 }
 
-// inboxOrder is the ORDER BY of a sort and the condition that starts a page
-// after its cursor (the last row's sort key and lead id).
-func inboxOrder(q InboxQuery) (order, after string, args []any, err error) {
+func (c *Casebook) inboxRow(u User, q InboxQuery, m *memLead, today string) InboxRow {
+	r := InboxRow{Lead: m.lead(today), Model: m.model, Severity: m.severity, Score: m.score, PersonID: m.personID,
+		PersonName: m.personName, InstitutionName: m.institutionName, FundAmount: float64(m.fundCents) / 100}
+	if u.MasksPersonalData() {
+		cl := Clue{PersonID: r.PersonID, PersonName: r.PersonName}
+		cl.Mask()
+		r.PersonID, r.PersonName = cl.PersonID, cl.PersonName
+	}
+	r.Cursor = rowCursor(q.Sort, r)
+	return r
+}
+
+// inboxMatch is the condition of the leads u may see under q's filters,
+// the status aside (the tabs count every status).
+func (c *Casebook) inboxMatch(u User, q InboxQuery) (func(m *memLead, today string) bool, error) {
+	if u.Role != RoleCity && u.Role != RoleProvince {
+		return nil, domain.Errorf(domain.EFORBIDDEN, "leads are the city bureaus' and the province's")
+	}
+	if q.Severity != "" && q.Severity != "high" && q.Severity != "medium" && q.Severity != "low" {
+		return nil, domain.Errorf(domain.EINVALID, "severity is high, medium or low, not %q", q.Severity)
+	}
+	city := q.City
+	if u.Role == RoleCity {
+		city = u.City
+	}
+	return func(m *memLead, today string) bool {
+		return (city == "" || m.City == city) && (q.Model == "" || m.model == q.Model) &&
+			(q.Severity == "" || m.severity == q.Severity) && (!q.Overdue || m.overdue(today))
+	}, nil
+}
+
+// inboxOrder is a sort's order and the condition that starts a page after
+// its cursor (the last row's sort key and lead id).
+func inboxOrder(q InboxQuery) (before func(a, b *memLead) bool, after func(m *memLead) bool, err error) {
 	var key, id string
+	bad := domain.Errorf(domain.EINVALID, "cursor %q is not one of this list's", q.Cursor)
 	if q.Cursor != "" {
 		var ok bool
 		if key, id, ok = strings.Cut(q.Cursor, "_"); !ok && q.Sort != SortID && q.Sort != "" {
-			return "", "", nil, domain.Errorf(domain.EINVALID, "cursor %q is not one of this list's", q.Cursor)
+			return nil, nil, bad
 		}
 		if !ok {
 			id = key
@@ -176,35 +166,33 @@ func inboxOrder(q InboxQuery) (order, after string, args []any, err error) {
 	}
 	leadID, idErr := strconv.ParseInt(id, 10, 64)
 	if q.Cursor != "" && idErr != nil {
-		return "", "", nil, domain.Errorf(domain.EINVALID, "cursor %q is not one of this list's", q.Cursor)
+		return nil, nil, bad
 	}
+	all := func(*memLead) bool { return true }
 	switch q.Sort {
 	case SortID, "":
-		order = "l.lead_id"
-		if q.Cursor != "" {
-			after, args = "l.lead_id > ?", []any{leadID}
-		}
+		before = func(a, b *memLead) bool { return a.ID < b.ID }
+		after = func(m *memLead) bool { return m.ID > leadID }
 	case SortDue:
-		order = "l.due_date, l.lead_id"
-		if q.Cursor != "" {
-			if _, err := time.Parse("2006-01-02", key); err != nil {
-				return "", "", nil, domain.Errorf(domain.EINVALID, "cursor %q is not one of this list's", q.Cursor)
-			}
-			after, args = "(l.due_date, l.lead_id) > (CAST(? AS DATE), ?)", []any{key, leadID}
+		before = func(a, b *memLead) bool { return a.DueDate < b.DueDate || (a.DueDate == b.DueDate && a.ID < b.ID) }
+		if _, err := time.Parse("2006-01-02", key); q.Cursor != "" && err != nil {
+			return nil, nil, bad
 		}
+		after = func(m *memLead) bool { return m.DueDate > key || (m.DueDate == key && m.ID > leadID) }
 	case SortScore:
-		order = "c.score DESC, l.lead_id"
-		if q.Cursor != "" {
-			score, err := strconv.ParseFloat(key, 64)
-			if err != nil {
-				return "", "", nil, domain.Errorf(domain.EINVALID, "cursor %q is not one of this list's", q.Cursor)
-			}
-			after, args = "(c.score < ? OR (c.score = ? AND l.lead_id > ?))", []any{score, score, leadID}
+		before = func(a, b *memLead) bool { return a.score > b.score || (a.score == b.score && a.ID < b.ID) }
+		score, err := strconv.ParseFloat(key, 64)
+		if q.Cursor != "" && err != nil {
+			return nil, nil, bad
 		}
+		after = func(m *memLead) bool { return m.score < score || (m.score == score && m.ID > leadID) }
 	default:
-		return "", "", nil, domain.Errorf(domain.EINVALID, "sort is id, due or score, not %q", q.Sort)
+		return nil, nil, domain.Errorf(domain.EINVALID, "sort is id, due or score, not %q", q.Sort)
 	}
-	return order, after, args, nil
+	if q.Cursor == "" {
+		after = all
+	}
+	return before, after, nil
 }
 
 // rowCursor is the cursor a row ends a page with.
@@ -304,40 +292,44 @@ type Breakdown struct {
 }
 
 // BatchBreakdowns counts a batch's clues u may see by model, by severity
-// and by city.
+// and by city, from the leads in memory.
 func (c *Casebook) BatchBreakdowns(ctx context.Context, u User, id int64) (byModel, bySeverity, byCity []Breakdown, err error) {
 	if _, err = c.Batch(ctx, u, id); err != nil {
 		return
 	}
-	where, args, err := clueScope(u, ClueFilter{Batch: id})
+	match, err := clueMatch(u, ClueFilter{Batch: id}, c.today())
 	if err != nil {
 		return
 	}
-	count := func(key string) ([]Breakdown, error) {
-		rows, err := c.DB.QueryContext(ctx, fmt.Sprintf(`SELECT %s, count(*), sum(c.settlement_count), CAST(sum(c.fund_amount) AS DOUBLE)
-			FROM casebook.clues c JOIN casebook.leads l ON l.lead_id = c.clue_id WHERE %s GROUP BY 1 ORDER BY count(*) DESC, 1`, key, where), args...)
-		if err != nil {
-			return nil, err
-		}
-		defer rows.Close()
-		out := []Breakdown{}
-		for rows.Next() {
-			var b Breakdown
-			if err := rows.Scan(&b.Key, &b.Clues, &b.Settlement, &b.FundAmount); err != nil {
-				return nil, err
+	type sum struct{ clues, settlements, cents int64 }
+	counts := [3]map[string]*sum{{}, {}, {}}
+	err = c.leadsView(ctx, func(leads []memLead) {
+		for i := range leads {
+			m := &leads[i]
+			if m.batch != id || !match(m) {
+				continue
 			}
-			out = append(out, b)
+			for k, key := range [3]string{m.model, m.severity, m.City} {
+				s := counts[k][key]
+				if s == nil {
+					s = &sum{}
+					counts[k][key] = s
+				}
+				s.clues, s.settlements, s.cents = s.clues+1, s.settlements+m.settlements, s.cents+m.fundCents
+			}
 		}
-		return out, rows.Err()
+	})
+	out := [3][]Breakdown{{}, {}, {}}
+	for k := range counts {
+		for key, s := range counts[k] {
+			out[k] = append(out[k], Breakdown{Key: key, Clues: s.clues, Settlement: s.settlements, FundAmount: float64(s.cents) / 100})
+		}
+		sort.Slice(out[k], func(i, j int) bool {
+			a, b := out[k][i], out[k][j]
+			return a.Clues > b.Clues || (a.Clues == b.Clues && a.Key < b.Key)
+		})
 	}
-	if byModel, err = count("c.model"); err != nil {
-		return
-	}
-	if bySeverity, err = count("c.severity"); err != nil {
-		return
-	}
-	byCity, err = count("l.city_code")
-	return
+	return out[0], out[1], out[2], err
 }
 
 // VersionStat is how a model version's clues fared.

@@ -45,7 +45,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 	}
 	fmt.Fprintln(stderr, `usage: collider bench load [flags]   the validated load next to a plain CREATE TABLE AS over the same files
-       collider bench api [flags]    lead-inbox latency under 100 clients, idle and while a run is busy
+       collider bench api [flags]    reads on a synthetic casebook (--clues): one lead at a time, 100 clients with a day's mix idle, during a run and a runaway draft; the pages
        collider bench models --data DIR [--inbox DIR]   every model through collider and as the same SQL by hand
        collider bench soak [--minutes 30]   the server under 100 clients while runs follow each other; figures per minute
        collider bench backup --data DIR     how long a backup of the store takes, how big it is, and its restore

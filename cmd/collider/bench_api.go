@@ -1,5 +1,12 @@
-// collider bench api: the API's latency under load while a run is busy, next
-// to the same load on an idle server, in the same process as `serve`.
+// collider bench api: what a person's reads cost on a casebook of a
+// province's size. A synthetic casebook (--clues, 48,000 by default: the
+// Gansu run's; 1,000,000 for the worst case) is served in this process as
+// `serve` serves it, and loopback clients read it: one lead at a time (the
+// floor), then 100 clients with a day's mix (inboxes, lead pages and their
+// events, the province's clue list, a lead action now and then) on an idle
+// server, while a run started through the API loads and collides a
+// province, and while a runaway draft preview runs into the sandbox's time
+// limit; then the pages of issue 12 next to their API twins.
 package main
 
 import (
@@ -7,12 +14,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
-	"sync"
 	"sync/atomic"
 	"text/tabwriter"
 	"time"
@@ -29,154 +37,207 @@ type loadResult struct {
 	requests  int64
 	errors    int64
 	latencies []time.Duration
+	byKind    map[string][]time.Duration
 	seconds   float64
+	note      string
 }
 
-func (r loadResult) quantile(q float64) time.Duration {
-	if len(r.latencies) == 0 {
+func quantile(ls []time.Duration, q float64) time.Duration {
+	if len(ls) == 0 {
 		return 0
 	}
-	return r.latencies[min(len(r.latencies)-1, int(q*float64(len(r.latencies))))]
+	return ls[min(len(ls)-1, int(q*float64(len(ls))))]
+}
+
+func (r loadResult) quantile(q float64) time.Duration { return quantile(r.latencies, q) }
+
+type benchAPIFlags struct {
+	dir, memoryLimit, cpuProfile         string
+	clues, settlements                   int64
+	clients, single, pageRounds, cacheMB int
+	idle, draftTimeout                   time.Duration
+	busy, runaway, pages                 bool
 }
 
 func benchAPI(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("bench api", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dir := fs.String("dir", filepath.Join(os.TempDir(), "collider-bench-api"), "working directory")
-	settlements := fs.Int64("settlements", 3_000_000, "settlements of the province the busy run loads")
-	clients := fs.Int("clients", 100, "concurrent clients reading lead inboxes")
-	idle := fs.Duration("idle", 10*time.Second, "how long the idle baseline lasts")
-	memoryLimit := fs.String("memory-limit", "8GB", "DuckDB memory limit")
+	var f benchAPIFlags
+	fs.StringVar(&f.dir, "dir", filepath.Join(os.TempDir(), "collider-bench-api"), "working directory")
+	fs.Int64Var(&f.clues, "clues", 48_000, "clues of the synthetic casebook read")
+	fs.Int64Var(&f.settlements, "settlements", 3_000_000, "settlements of the province the busy run loads")
+	fs.IntVar(&f.clients, "clients", 100, "concurrent clients")
+	fs.IntVar(&f.single, "single", 3000, "lead reads of the single client")
+	fs.IntVar(&f.pageRounds, "page-rounds", 200, "requests of each page and of its API twin")
+	fs.IntVar(&f.cacheMB, "read-cache-mb", 0, "the casebook's read cache in MB (0: serve's default, -1: none)")
+	fs.DurationVar(&f.idle, "idle", 15*time.Second, "how long the idle phase lasts")
+	fs.DurationVar(&f.draftTimeout, "draft-timeout", 30*time.Second, "the sandbox's time limit in the runaway-draft phase")
+	fs.BoolVar(&f.busy, "busy", true, "measure the mix while a run is busy")
+	fs.BoolVar(&f.runaway, "runaway", true, "measure the mix while a runaway draft preview runs")
+	fs.BoolVar(&f.pages, "pages", true, "measure the pages /leads, /board, /batches/{id} next to the API")
+	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the single-client lead reads to this file")
+	fs.StringVar(&f.memoryLimit, "memory-limit", "8GB", "DuckDB memory limit")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	fail := func(err error) int { fmt.Fprintln(stderr, "collider bench api:", err); return 1 }
-	os.RemoveAll(*dir)
-	small, big := filepath.Join(*dir, "small"), filepath.Join(*dir, "big")
-	fmt.Fprintf(stderr, "generating a small province (leads to read) and one of %d settlements (the busy run)\n", *settlements)
-	if _, err := synth.Generate(ctx, synth.Options{Out: small, Seed: 1, Settlements: 50_000}); err != nil {
-		return fail(err)
+	if err := runBenchAPI(ctx, f, stdout, stderr); err != nil {
+		fmt.Fprintln(stderr, "collider bench api:", err)
+		return 1
 	}
-	if _, err := synth.Generate(ctx, synth.Options{Out: big, Seed: 2, Settlements: *settlements, Delivery: "0002"}); err != nil {
-		return fail(err)
-	}
-	cfg := defaultConfig()
-	cfg.Data, cfg.MemoryLimit, cfg.Inbox = filepath.Join(*dir, "data"), *memoryLimit, small
-	s, err := openStore(ctx, cfg)
-	if err != nil {
-		return fail(err)
-	}
-	defer s.Close()
-	cat, err := liveCatalog(ctx, "", stderr)
-	if err != nil {
-		return fail(err)
-	}
-	cb := newCasebook(s, cfg)
-	p := &jobs.Pipeline{Store: s, Casebook: cb, Catalog: cat, Inbox: small}
-	if _, err := p.Run(ctx, "cli", "bench"); err != nil {
-		return fail(err)
-	}
-	// One token per city that has leads.
-	rows, err := s.DB.QueryContext(ctx, "SELECT DISTINCT city_code FROM casebook.leads WHERE city_code NOT LIKE '__0000' ORDER BY 1")
-	if err != nil {
-		return fail(err)
-	}
-	var tokens []string
-	for rows.Next() {
-		var city string
-		rows.Scan(&city)
-		_, tok, err := cb.AddUser(ctx, "bench "+city, casebook.RoleCity, city)
-		if err != nil {
-			rows.Close()
-			return fail(err)
-		}
-		tokens = append(tokens, tok)
-	}
-	rows.Close()
-
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return fail(err)
-	}
-	srvCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	srv := api.New(api.Config{Store: s, Casebook: cb, Runs: api.PipelineRuns(srvCtx, p)})
-	go srv.Serve(srvCtx, ln, 5*time.Second)
-	base := "http://" + ln.Addr().String()
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *clients}, Timeout: 30 * time.Second}
-
-	fmt.Fprintf(stderr, "idle baseline: %d clients for %s\n", *clients, *idle)
-	idleCtx, cancelIdle := context.WithTimeout(ctx, *idle)
-	baseline := hammer(idleCtx, "idle", client, base, tokens, *clients)
-	cancelIdle()
-
-	// The busy phase: a run loading the big province, models, publishing.
-	p.Inbox = big
-	busyCtx, cancelBusy := context.WithCancel(ctx)
-	var busy loadResult
-	done := make(chan struct{})
-	go func() { busy = hammer(busyCtx, "during run", client, base, tokens, *clients); close(done) }()
-	fmt.Fprintln(stderr, "busy: the same clients while a run loads and collides the big province")
-	start := time.Now()
-	out, err := p.Run(ctx, "cli", "bench")
-	runSeconds := time.Since(start).Seconds()
-	cancelBusy()
-	<-done
-	if err != nil {
-		return fail(err)
-	}
-	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "phase\tclients\trequests\terrors\treq/s\tp50\tp99\tmax")
-	for _, r := range []loadResult{baseline, busy} {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.0f\t%s\t%s\t%s\n", r.phase, *clients, r.requests, r.errors, float64(r.requests)/r.seconds,
-			r.quantile(0.50).Round(10*time.Microsecond), r.quantile(0.99).Round(10*time.Microsecond), r.quantile(1).Round(10*time.Microsecond))
-	}
-	tw.Flush()
-	fmt.Fprintf(stdout, "the run: %d settlements loaded and collided in %.1f s (batch %d); p99 during the run / idle: %.2fx (goal: p99 < 50 ms, zero errors)\n",
-		*settlements, runSeconds, out.BatchID, float64(busy.quantile(0.99))/float64(max(1, baseline.quantile(0.99))))
 	return 0
 }
 
-// hammer runs n clients reading lead inboxes until ctx ends.
-func hammer(ctx context.Context, phase string, client *http.Client, base string, tokens []string, n int) loadResult {
-	var mu sync.Mutex
-	res := loadResult{phase: phase}
-	var errs, reqs atomic.Int64
-	var wg sync.WaitGroup
-	start := time.Now()
-	for i := 0; i < n; i++ {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			token := tokens[i%len(tokens)]
-			var local []time.Duration
-			for ctx.Err() == nil {
-				req, _ := http.NewRequest("GET", base+"/api/v1/leads?limit=50", nil)
-				req.Header.Set("Authorization", "Bearer "+token)
-				t0 := time.Now()
-				resp, err := client.Do(req)
-				if err == nil {
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-				}
-				if ctx.Err() != nil {
-					break // cut off by the end of the phase, not an answer
-				}
-				reqs.Add(1)
-				if err != nil || resp.StatusCode != 200 {
-					errs.Add(1)
-					continue
-				}
-				local = append(local, time.Since(t0))
-			}
-			mu.Lock()
-			res.latencies = append(res.latencies, local...)
-			mu.Unlock()
-		}(i)
+// benchServer is the server under test and what the clients need of it.
+type benchServer struct {
+	base     string
+	client   *http.Client
+	cb       *casebook.Casebook
+	sandbox  *jobs.Sandbox
+	cities   []benchCity
+	province string // the province's token
+	modeler  string
+	batches  []int64
+}
+
+// benchCity is a city bureau's token and leads.
+type benchCity struct {
+	code, token string
+	leads       []int64 // its leads
+	fresh       []int64 // its new leads, taken one at a time for accept actions, across phases
+	next        *atomic.Int64
+}
+
+func runBenchAPI(ctx context.Context, f benchAPIFlags, stdout, stderr io.Writer) error {
+	os.RemoveAll(f.dir)
+	big := filepath.Join(f.dir, "big")
+	if f.busy {
+		fmt.Fprintf(stderr, "generating a province of %d settlements (the busy run)\n", f.settlements)
+		if _, err := synth.Generate(ctx, synth.Options{Out: big, Seed: 2, Settlements: f.settlements}); err != nil {
+			return err
+		}
 	}
-	wg.Wait()
-	res.seconds = time.Since(start).Seconds()
-	res.requests, res.errors = reqs.Load(), errs.Load()
-	sort.Slice(res.latencies, func(i, j int) bool { return res.latencies[i] < res.latencies[j] })
-	return res
+	cfg := defaultConfig()
+	cfg.Data, cfg.MemoryLimit, cfg.Inbox, cfg.DraftTimeout = filepath.Join(f.dir, "data"), f.memoryLimit, big, f.draftTimeout
+	if f.cacheMB != 0 {
+		cfg.ReadCacheMB = f.cacheMB
+	}
+	s, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	cb := newCasebook(s, cfg)
+	t0 := time.Now()
+	batches, err := cb.Synthesize(ctx, int(f.clues))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "synthesized %d clues in %d batches in %.1f s\n", f.clues, len(batches), time.Since(t0).Seconds())
+	sb := newSandbox(s, cfg)
+	wb, err := newWorkbench(ctx, s, cfg, cb, sb, slog.Default())
+	if err != nil {
+		return err
+	}
+	p := &jobs.Pipeline{Store: s, Casebook: cb, Catalog: wb.Previewer.Catalog, Inbox: big}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	srvCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	t0 = time.Now()
+	if err := cb.LoadLeads(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "leads loaded into memory in %.2f s\n", time.Since(t0).Seconds())
+	t0 = time.Now()
+	warmed, err := cb.WarmReadCache(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "read cache warmed with %d clues in %.2f s (as serve does in the background at start)\n", warmed, time.Since(t0).Seconds())
+	srv := api.New(api.Config{Store: s, Casebook: cb, Runs: api.PipelineRuns(srvCtx, p),
+		Models: api.Models{Catalog: wb.Previewer.Catalog, Previewer: wb.Previewer, Workbench: wb}})
+	go srv.Serve(srvCtx, ln, 5*time.Second)
+	defer cb.Close()
+	bs := &benchServer{base: "http://" + ln.Addr().String(), cb: cb, sandbox: sb, batches: batches,
+		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: f.clients + 10}, Timeout: 60 * time.Second}}
+	if err := bs.users(ctx, s.DB); err != nil {
+		return err
+	}
+	return bs.phases(ctx, f, stdout, stderr)
+}
+
+func (bs *benchServer) phases(ctx context.Context, f benchAPIFlags, stdout, stderr io.Writer) error {
+	fmt.Fprintf(stderr, "one client reading leads: %d reads\n", f.single)
+	var prof *os.File
+	if f.cpuProfile != "" {
+		var err error
+		if prof, err = os.Create(f.cpuProfile); err != nil {
+			return err
+		}
+		defer prof.Close()
+		pprof.StartCPUProfile(prof)
+	}
+	single := bs.singleLeads(ctx, f.single)
+	if prof != nil {
+		pprof.StopCPUProfile()
+	}
+	fmt.Fprintf(stdout, "casebook: %d clues; one client, GET /api/v1/leads/{id} ×%d: p50 %s, p99 %s, max %s, errors %d (goal: ≤ 2 ms)\n",
+		f.clues, len(single.latencies), round(single.quantile(0.5)), round(single.quantile(0.99)), round(single.quantile(1)), single.errors)
+	results := []loadResult{}
+	fmt.Fprintf(stderr, "idle: %d clients with the mix for %s\n", f.clients, f.idle)
+	idleCtx, cancelIdle := context.WithTimeout(ctx, f.idle)
+	results = append(results, bs.hammer(idleCtx, "idle", f.clients))
+	cancelIdle()
+	if f.busy {
+		r, err := bs.busyPhase(ctx, f.clients, stderr)
+		if err != nil {
+			return err
+		}
+		results = append(results, r)
+	}
+	if f.runaway {
+		r, err := bs.runawayPhase(ctx, f.clients, f.draftTimeout, stderr)
+		if err != nil {
+			return err
+		}
+		results = append(results, r)
+	}
+	printMix(stdout, f.clients, results)
+	if f.pages {
+		return bs.pagesPhase(ctx, f.pageRounds, stdout, stderr)
+	}
+	return nil
+}
+
+func round(d time.Duration) time.Duration {
+	if d < time.Millisecond {
+		return d.Round(time.Microsecond)
+	}
+	return d.Round(10 * time.Microsecond)
+}
+
+func printMix(stdout io.Writer, clients int, results []loadResult) {
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "phase\tclients\trequests\terrors\treq/s\tp50\tp99\tmax\tp99 inbox\tp99 lead\tp99 events\tp99 clues\tp99 action")
+	for _, r := range results {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.0f\t%s\t%s\t%s", r.phase, clients, r.requests, r.errors, float64(r.requests)/r.seconds,
+			round(r.quantile(0.50)), round(r.quantile(0.99)), round(r.quantile(1)))
+		for _, k := range []string{"inbox", "lead", "events", "clues", "action"} {
+			fmt.Fprintf(tw, "\t%s", round(quantile(r.byKind[k], 0.99)))
+		}
+		fmt.Fprintln(tw)
+	}
+	tw.Flush()
+	for _, r := range results {
+		if r.note != "" {
+			fmt.Fprintf(stdout, "%s: %s\n", r.phase, r.note)
+		}
+	}
+	fmt.Fprintln(stdout, "goal: p99 < 50 ms in every phase, zero errors, ≥ 3,000 requests/s")
+}
+
+func sortDurations(ls []time.Duration) {
+	sort.Slice(ls, func(i, j int) bool { return ls[i] < ls[j] })
 }

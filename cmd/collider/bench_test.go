@@ -106,3 +106,27 @@ func TestBench_NightlyAndScalePrintTheirRatios(t *testing.T) {
 		t.Fatalf("bench scale:\n%s", r.stdout)
 	}
 }
+
+// bench api at a small size: every phase runs, the mix answers without
+// errors, and the pages print their ratio to the API.
+func TestBench_APIPrintsEveryPhase(t *testing.T) {
+	r := collider(t, nil, "bench", "api", "--dir", t.TempDir(), "--clues", "3000", "--settlements", "3000", "--clients", "8",
+		"--idle", "1s", "--single", "50", "--page-rounds", "3", "--draft-timeout", "3s", "--memory-limit", "1GB")
+	if r.code != 0 {
+		t.Fatalf("bench api: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`one client, GET /api/v1/leads/\{id\} ×50: p50 \S+, p99 \S+, max \S+, errors 0`),
+		regexp.MustCompile(`(?m)^idle\s+8\s+\d+\s+0\s`),
+		regexp.MustCompile(`(?m)^during a run\s+8\s+\d+\s+0\s`),
+		regexp.MustCompile(`(?m)^runaway draft\s+8\s+\d+\s+0\s`),
+		regexp.MustCompile(`during a run: run \d+ succeeded`),
+		regexp.MustCompile(`runaway draft: the draft answered 400 after`),
+		regexp.MustCompile(`(?m)^/board\s+province\s+\S+\s+\S+\s+/api/v1/metrics\?by=city\s+\S+\s+\S+\s+\d+\.\dx$`),
+		regexp.MustCompile(`(?m)^/batches/\d+\s+province\s`),
+	} {
+		if !want.MatchString(r.stdout) {
+			t.Errorf("bench api prints no %s:\n%s\n%s", want, r.stdout, r.stderr)
+		}
+	}
+}

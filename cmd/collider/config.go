@@ -15,6 +15,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"collider/casebook"
 	"collider/jobs"
 )
 
@@ -34,6 +35,7 @@ type Config struct {
 	Server        string        `yaml:"server"`         // COLLIDER_SERVER, --server (the client's server URL)
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"` // COLLIDER_SHUTDOWN_GRACE, --shutdown-grace
 	MaxTempSize   string        `yaml:"max_temp_size"`  // COLLIDER_MAX_TEMP_SIZE, --max-temp-size (DuckDB max_temp_directory_size)
+	ReadCacheMB   int           `yaml:"read_cache_mb"`  // COLLIDER_READ_CACHE_MB, --read-cache-mb (clues and event lists read by the API and pages)
 
 	BackupSchedule string `yaml:"backup_schedule"` // COLLIDER_BACKUP_SCHEDULE, --backup-schedule (cron, Asia/Shanghai; "off")
 	BackupDir      string `yaml:"backup_dir"`      // COLLIDER_BACKUP_DIR, --backup-dir (default DATA/backups)
@@ -49,7 +51,7 @@ type Config struct {
 func defaultConfig() Config {
 	lim := jobs.SandboxLimits{}.WithDefaults()
 	return Config{Schedule: jobs.DefaultSchedule, Addr: ":8080", DueDaysHigh: 30, DueDaysOther: 60,
-		ShutdownGrace: 30 * time.Second, Server: "http://127.0.0.1:8080", BackupSchedule: "off", BackupKeep: 7,
+		ShutdownGrace: 30 * time.Second, ReadCacheMB: casebook.DefaultReadCacheBytes >> 20, Server: "http://127.0.0.1:8080", BackupSchedule: "off", BackupKeep: 7,
 		DraftTimeout: lim.Timeout, DraftMemoryLimit: lim.MemoryLimit, DraftThreads: lim.Threads}
 }
 
@@ -110,7 +112,8 @@ func loadConfig(args []string) (Config, error) {
 	str("COLLIDER_PSEUDONYM_KEY", &cfg.PseudonymKey)
 	str("COLLIDER_DRAFT_MEMORY_LIMIT", &cfg.DraftMemoryLimit)
 	for name, p := range map[string]*int{"COLLIDER_THREADS": &cfg.Threads, "COLLIDER_DUE_DAYS_HIGH": &cfg.DueDaysHigh,
-		"COLLIDER_DUE_DAYS_OTHER": &cfg.DueDaysOther, "COLLIDER_BACKUP_KEEP": &cfg.BackupKeep, "COLLIDER_DRAFT_THREADS": &cfg.DraftThreads} {
+		"COLLIDER_DUE_DAYS_OTHER": &cfg.DueDaysOther, "COLLIDER_BACKUP_KEEP": &cfg.BackupKeep, "COLLIDER_DRAFT_THREADS": &cfg.DraftThreads,
+		"COLLIDER_READ_CACHE_MB": &cfg.ReadCacheMB} {
 		if err := num(name, p); err != nil {
 			return cfg, err
 		}

@@ -161,6 +161,10 @@ func parseWithConfig(fs *flag.FlagSet, args []string, register func(*Config, *fl
 func newCasebook(s *store.Store, cfg Config) *casebook.Casebook {
 	cb := casebook.New(s.DB)
 	cb.TmpDir = s.Options().TempDir
+	cb.ReadCacheBytes = int64(cfg.ReadCacheMB) << 20
+	if cfg.ReadCacheMB <= 0 {
+		cb.ReadCacheBytes = -1
+	}
 	if cfg.DueDaysHigh > 0 {
 		cb.DueDays["high"] = cfg.DueDaysHigh
 	}

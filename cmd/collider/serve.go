@@ -27,6 +27,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		c.serviceFlags(fs)
 		fs.StringVar(&c.Addr, "addr", c.Addr, "listen address (env COLLIDER_ADDR)")
 		fs.StringVar(&c.Schedule, "schedule", c.Schedule, "cron schedule in Asia/Shanghai, 5 fields or 6 with seconds; off to disable (env COLLIDER_SCHEDULE)")
+		fs.IntVar(&c.ReadCacheMB, "read-cache-mb", c.ReadCacheMB, "MB of clues and lead events kept in memory for the API and the pages; 0 for none (env COLLIDER_READ_CACHE_MB)")
 		fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", c.ShutdownGrace, "how long a shutdown waits for the running step and requests (env COLLIDER_SHUTDOWN_GRACE)")
 		c.backupFlags(fs)
 	})
@@ -76,6 +77,20 @@ func serve(ctx context.Context, s *store.Store, cfg Config, ln net.Listener, log
 		return err
 	}
 	cb := newCasebook(s, cfg)
+	defer cb.Close() // after the requests: their audit lines are committed before the store closes
+	// Every lead in memory before the first request (a million take seconds).
+	start := time.Now()
+	if err := cb.LoadLeads(ctx); err != nil {
+		return err
+	}
+	log.Info("leads in memory", "seconds", time.Since(start).Seconds())
+	go func() { // the newest clues into the read cache, while the first requests come
+		if n, err := cb.WarmReadCache(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("read cache", "err", err)
+		} else {
+			log.Info("read cache warmed", "clues", n, "seconds", time.Since(start).Seconds())
+		}
+	}()
 	sb := newSandbox(s, cfg)
 	sb.Log, sb.Snapshot.Log = log, log
 	wb, err := newWorkbench(ctx, s, cfg, cb, sb, log)

@@ -1,0 +1,248 @@
+// This file keeps every lead in memory (leads are small: a province's
+// million is a few hundred MB), with what the lists filter, sort and count
+// on of its clue. Inboxes, lead lookups, scope checks, counts and the
+// board are answered from it without a query. DuckDB stays the system of
+// record: the two writers of leads (Act, Publish) change memory in the
+// same critical section as they commit, after the commit, so that memory
+// never shows what a rolled-back transaction wrote and never misses what
+// a committed one did.
+package casebook
+
+import (
+	"context"
+	"database/sql"
+	"math"
+	"sort"
+	"sync"
+	"time"
+
+	"collider/domain"
+)
+
+// memLead is a lead as memory holds it.
+type memLead struct {
+	Lead                   // without its clue; Overdue is computed when read
+	batch           int64  // the clue's
+	model, version  string // interned
+	severity        string
+	score           float64
+	personID        string
+	personName      string
+	institutionName string
+	fundCents       int64 // the clue's fund amount
+	recoveredCents  int64
+	settlements     int64
+	accepted        bool // ever accepted (the board counts it)
+}
+
+// leadMemory holds the leads by id.
+type leadMemory struct {
+	// writeMu orders the writers: each holds it from its commit until
+	// memory shows the commit.
+	writeMu sync.Mutex
+	mu      sync.RWMutex
+	loaded  bool
+	leads   []memLead // by lead id
+	strings map[string]string
+}
+
+// memColumns are a lead's columns with its clue's that memory keeps; the
+// clock argument of leadColumns comes first.
+const memColumns = leadColumns + `, c.batch_id, c.model, c.model_version, c.severity, c.score, c.person_id,
+	coalesce(c.person_name, ''), coalesce(c.institution_name, ''), CAST(round(c.fund_amount * 100) AS BIGINT),
+	coalesce(CAST(round(l.recovered_amount * 100) AS BIGINT), 0), c.settlement_count, a.lead_id IS NOT NULL`
+
+const memFrom = ` FROM casebook.leads l JOIN casebook.clues c ON c.clue_id = l.lead_id
+	LEFT JOIN (SELECT DISTINCT lead_id FROM casebook.lead_events WHERE action = 'accept') a ON a.lead_id = l.lead_id`
+
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// readLeads reads leads into memory's form: all of them, or a batch's.
+func (c *Casebook) readLeads(ctx context.Context, q querier, batch int64) ([]memLead, error) {
+	where, args := "", []any{domain.DBTime(c.now())}
+	if batch > 0 {
+		where, args = " WHERE c.batch_id = ?", append(args, batch)
+	}
+	rows, err := q.QueryContext(ctx, "SELECT "+memColumns+memFrom+where+" ORDER BY l.lead_id", args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []memLead
+	intern := map[string]string{}
+	in := func(s *string) {
+		if v, ok := intern[*s]; ok {
+			*s = v
+		} else {
+			intern[*s] = *s
+		}
+	}
+	for rows.Next() {
+		var m memLead
+		err := scanLead(scanAppend{rows, []any{&m.batch, &m.model, &m.version, &m.severity, &m.score, &m.personID, &m.personName,
+			&m.institutionName, &m.fundCents, &m.recoveredCents, &m.settlements, &m.accepted}}, &m.Lead)
+		if err != nil {
+			return nil, err
+		}
+		in(&m.City)
+		in(&m.Status)
+		in(&m.Outcome)
+		in(&m.model)
+		in(&m.version)
+		in(&m.severity)
+		in(&m.DueDate)
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+// scanAppend scans a row's extra columns after those scanLead asks for.
+type scanAppend struct {
+	rows  *sql.Rows
+	extra []any
+}
+
+func (s scanAppend) Scan(dest ...any) error { return s.rows.Scan(append(dest, s.extra...)...) }
+
+// LoadLeads reads every lead into memory; the server does it when it
+// starts, and any read does it when nothing has.
+func (c *Casebook) LoadLeads(ctx context.Context) error {
+	c.mem.writeMu.Lock()
+	defer c.mem.writeMu.Unlock()
+	leads, err := c.readLeads(ctx, c.DB, 0)
+	if err != nil {
+		return err
+	}
+	c.mem.mu.Lock()
+	c.mem.leads, c.mem.loaded = leads, true
+	c.mem.mu.Unlock()
+	c.cache.clear()
+	return nil
+}
+
+// forgetLeads makes the next read load the leads again (after a change
+// that did not go through Act or Publish: Synthesize, tests).
+func (c *Casebook) forgetLeads() {
+	c.mem.mu.Lock()
+	c.mem.leads, c.mem.loaded = nil, false
+	c.mem.mu.Unlock()
+	c.cache.clear()
+}
+
+// leadsView runs f over the leads in memory, loading them first if need be.
+func (c *Casebook) leadsView(ctx context.Context, f func(leads []memLead)) error {
+	c.mem.mu.RLock()
+	if !c.mem.loaded {
+		c.mem.mu.RUnlock()
+		if err := c.LoadLeads(ctx); err != nil {
+			return err
+		}
+		c.mem.mu.RLock()
+	}
+	defer c.mem.mu.RUnlock()
+	f(c.mem.leads)
+	return nil
+}
+
+// find is the index of a lead in leads, or -1.
+func find(leads []memLead, id int64) int {
+	i := sort.Search(len(leads), func(i int) bool { return leads[i].ID >= id })
+	if i < len(leads) && leads[i].ID == id {
+		return i
+	}
+	return -1
+}
+
+// memLeadByID returns a lead from memory.
+func (c *Casebook) memLeadByID(ctx context.Context, id int64) (m memLead, ok bool, err error) {
+	err = c.leadsView(ctx, func(leads []memLead) {
+		if i := find(leads, id); i >= 0 {
+			m, ok = leads[i], true
+		}
+	})
+	return m, ok, err
+}
+
+// today is the casebook's date in China, as due dates are written.
+func (c *Casebook) today() string { return c.now().In(domain.ChinaTime).Format("2006-01-02") }
+
+// overdue reports whether a lead is open past its due date.
+func (m *memLead) overdue(today string) bool { return m.Status != StatusClosed && m.DueDate < today }
+
+// lead is the lead as the API shows it, Overdue as of today.
+func (m *memLead) lead(today string) Lead {
+	l := m.Lead
+	l.Overdue = m.overdue(today)
+	return l
+}
+
+// commitLeads commits tx and applies its change to memory in one critical
+// section: nothing reads memory between the commit and the change.
+func (c *Casebook) commitLeads(tx *sql.Tx, apply func(leads []memLead) []memLead) error {
+	c.mem.writeMu.Lock()
+	defer c.mem.writeMu.Unlock()
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	c.mem.mu.Lock()
+	if c.mem.loaded {
+		c.mem.leads = apply(c.mem.leads)
+	}
+	c.mem.mu.Unlock()
+	return nil
+}
+
+// appendLeads adds newly published leads to memory, in id order (a lead
+// memory has already is kept as it is).
+func appendLeads(leads, added []memLead) []memLead {
+	sorted := len(leads) == 0 || len(added) == 0 || added[0].ID > leads[len(leads)-1].ID
+	if !sorted {
+		fresh := added[:0:0]
+		for _, m := range added {
+			if find(leads, m.ID) < 0 {
+				fresh = append(fresh, m)
+			}
+		}
+		added = fresh
+	}
+	leads = append(leads, added...)
+	if !sorted {
+		sort.Slice(leads, func(i, j int) bool { return leads[i].ID < leads[j].ID })
+	}
+	return leads
+}
+
+// applyAction changes a lead in memory as Act changed its row.
+func applyAction(leads []memLead, id int64, a Action, to, city, note string, now time.Time) {
+	i := find(leads, id)
+	if i < 0 {
+		return
+	}
+	m := &leads[i]
+	m.Status, m.City, m.UpdatedAt = to, city, dbTime(now)
+	if a.Outcome != "" {
+		m.Outcome = a.Outcome
+	}
+	if a.RecoveredAmount != nil {
+		// As DECIMAL(18,2) stores it.
+		m.recoveredCents = int64(math.Round(*a.RecoveredAmount * 100))
+		r := float64(m.recoveredCents) / 100
+		m.RecoveredAmount = &r
+	}
+	if note != "" {
+		m.Note = note
+	}
+	if to == StatusClosed && m.ClosedAt == nil {
+		t := dbTime(now)
+		m.ClosedAt = &t
+	}
+	if a.Action == ActionAccept {
+		m.accepted = true
+	}
+}
+
+// dbTime is a time as it reads back from the casebook: China wall time to
+// the microsecond.
+func dbTime(t time.Time) time.Time { return t.In(domain.ChinaTime).Truncate(time.Microsecond) }

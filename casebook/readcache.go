@@ -1,0 +1,110 @@
+// This file is the casebook's read cache: clues (immutable once published:
+// the evidence, narrative and settlements a lead page shows) and leads'
+// event lists (changed only by Act, which forgets the lead's), least
+// recently used first out when the cache is over its size.
+package casebook
+
+import (
+	"container/list"
+	"sync"
+)
+
+// DefaultReadCacheBytes is the read cache's size when ReadCacheBytes is 0.
+const DefaultReadCacheBytes = 256 << 20
+
+// cacheKey names a cached value: a clue or a lead's events.
+type cacheKey struct {
+	kind byte // 'c' clue, 'e' events
+	id   int64
+}
+
+type cacheEntry struct {
+	key   cacheKey
+	value any
+	size  int64
+}
+
+// readCache is a byte-bounded LRU. A value read from the database while a
+// writer changed it is not kept: put takes the generation seen before the
+// read, and every forget starts a new one.
+type readCache struct {
+	mu         sync.Mutex
+	max, size  int64
+	order      *list.List // front: most recently used
+	entries    map[cacheKey]*list.Element
+	generation uint64
+	hits, miss uint64
+}
+
+func (rc *readCache) get(k cacheKey) (any, bool) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	e, ok := rc.entries[k]
+	if !ok {
+		rc.miss++
+		return nil, false
+	}
+	rc.hits++
+	rc.order.MoveToFront(e)
+	return e.Value.(*cacheEntry).value, true
+}
+
+// begin is the generation a read starts in.
+func (rc *readCache) begin() uint64 {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return rc.generation
+}
+
+func (rc *readCache) put(k cacheKey, v any, size int64, generation uint64, max int64) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	rc.max = max
+	if generation != rc.generation || rc.max <= 0 || size > rc.max/8 {
+		return
+	}
+	if rc.entries == nil {
+		rc.entries, rc.order = map[cacheKey]*list.Element{}, list.New()
+	}
+	if e, ok := rc.entries[k]; ok {
+		rc.size -= e.Value.(*cacheEntry).size
+		rc.order.Remove(e)
+	}
+	rc.entries[k] = rc.order.PushFront(&cacheEntry{k, v, size})
+	rc.size += size
+	for rc.size > rc.max {
+		last := rc.order.Back()
+		ce := last.Value.(*cacheEntry)
+		rc.order.Remove(last)
+		delete(rc.entries, ce.key)
+		rc.size -= ce.size
+	}
+}
+
+// forget drops a value and starts a new generation.
+func (rc *readCache) forget(k cacheKey) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	rc.generation++
+	if e, ok := rc.entries[k]; ok {
+		rc.size -= e.Value.(*cacheEntry).size
+		rc.order.Remove(e)
+		delete(rc.entries, k)
+	}
+}
+
+func (rc *readCache) clear() {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	rc.generation++
+	rc.entries, rc.order, rc.size = nil, nil, 0
+}
+
+// cachePut keeps a value read in generation, within ReadCacheBytes.
+func (c *Casebook) cachePut(k cacheKey, v any, size int64, generation uint64) {
+	max := c.ReadCacheBytes
+	if max == 0 {
+		max = DefaultReadCacheBytes
+	}
+	c.cache.put(k, v, size, generation, max)
+}
