@@ -143,7 +143,20 @@ func (b *browser) signIn(as string) {
 // submitForm submits the form holding the hidden action (or button) named.
 func (b *browser) submit(sel string) {
 	b.t.Helper()
-	b.run(chromedp.Submit(chromedp.CSS(sel)), chromedp.WaitReady(chromedp.CSS("body")))
+	// The page the form was on is marked, so that the wait is for the page
+	// the POST answers with, not the old one still in the window.
+	b.run(js(`window.colliderSubmitted = true`), chromedp.Submit(chromedp.CSS(sel)))
+	// While the window changes pages an evaluation may find no document:
+	// asked again until the new one is whole.
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		loaded, err := chromedp.Run(b.ctx, chromedp.Evaluate[bool](`!window.colliderSubmitted && document.readyState === 'complete'`))
+		if err == nil && loaded {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.t.Fatalf("the page after submitting %s did not load: %v", sel, err)
+		}
+	}
 }
 
 func (b *browser) leadStatus(id int64) string {
