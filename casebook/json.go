@@ -140,15 +140,7 @@ func (l *Lead) AppendJSON(dst []byte) []byte {
 	dst = strconv.AppendInt(field(dst, "lead_id"), l.ID, 10)
 	dst = appendJSONString(field(dst, "city_code"), l.City)
 	dst = appendJSONString(field(dst, "status"), l.Status)
-	if l.Outcome != "" {
-		dst = appendJSONString(field(dst, "outcome"), l.Outcome)
-	}
-	if l.RecoveredAmount != nil {
-		dst = appendJSONFloat(field(dst, "recovered_amount"), *l.RecoveredAmount)
-	}
-	if l.Note != "" {
-		dst = appendJSONString(field(dst, "note"), l.Note)
-	}
+	dst = appendOutcome(dst, l.Outcome, l.RecoveredAmount, l.Note)
 	dst = appendJSONTime(field(dst, "routed_at"), l.RoutedAt)
 	dst = appendJSONString(field(dst, "due_date"), l.DueDate)
 	dst = appendJSONTime(field(dst, "updated_at"), l.UpdatedAt)
@@ -213,14 +205,21 @@ func (e *Event) AppendJSON(dst []byte) []byte {
 	}
 	dst = appendJSONString(field(dst, "to_status"), e.To)
 	dst = appendJSONString(field(dst, "city_code"), e.City)
-	if e.Outcome != "" {
-		dst = appendJSONString(field(dst, "outcome"), e.Outcome)
-	}
-	if e.RecoveredAmount != nil {
-		dst = appendJSONFloat(field(dst, "recovered_amount"), *e.RecoveredAmount)
-	}
-	if e.Note != "" {
-		dst = appendJSONString(field(dst, "note"), e.Note)
-	}
+	dst = appendOutcome(dst, e.Outcome, e.RecoveredAmount, e.Note)
 	return append(dst, '}')
+}
+
+// appendOutcome appends what a close records, each field only when set
+// (omitempty), as a lead and an event both carry it.
+func appendOutcome(dst []byte, outcome string, recovered *float64, note string) []byte {
+	if outcome != "" {
+		dst = appendJSONString(field(dst, "outcome"), outcome)
+	}
+	if recovered != nil {
+		dst = appendJSONFloat(field(dst, "recovered_amount"), *recovered)
+	}
+	if note != "" {
+		dst = appendJSONString(field(dst, "note"), note)
+	}
+	return dst
 }

@@ -439,10 +439,8 @@ func deliveredFeeds(ctx context.Context, conn *sql.Conn, ids []int64) (map[strin
 }
 
 // feedSet reads the feeds a query names, one a row.
-func feedSet(ctx context.Context, q interface {
-	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
-}, query string, args ...any) (map[string]bool, error) {
-	rows, err := q.QueryContext(ctx, query, args...)
+func feedSet(ctx context.Context, conn *sql.Conn, query string, args ...any) (map[string]bool, error) {
+	rows, err := conn.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}

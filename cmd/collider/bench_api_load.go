@@ -186,7 +186,7 @@ func (bs *benchServer) busyPhase(ctx context.Context, clients int, stderr io.Wri
 	done := make(chan struct{})
 	go func() { res = bs.hammer(hctx, "during a run", clients); close(done) }()
 	start := time.Now()
-	if err := bs.postJSON("/api/v1/runs", bs.province, nil, &rec); err != nil {
+	if err := bs.as(bs.province).do(ctx, http.MethodPost, "/api/v1/runs", nil, &rec); err != nil {
 		cancel()
 		<-done
 		return res, err
@@ -197,7 +197,7 @@ func (bs *benchServer) busyPhase(ctx context.Context, clients int, stderr io.Wri
 			Status  string `json:"status"`
 			BatchID *int64 `json:"batch_id"`
 		}
-		if err := bs.getJSON(fmt.Sprintf("/api/v1/runs/%d", rec.ID), bs.province, &r); err == nil && r.Status != "running" {
+		if err := bs.as(bs.province).do(ctx, http.MethodGet, fmt.Sprintf("/api/v1/runs/%d", rec.ID), nil, &r); err == nil && r.Status != "running" {
 			status = r.Status
 			break
 		}
@@ -252,31 +252,7 @@ func (bs *benchServer) runawayPhase(ctx context.Context, clients int, limit time
 	return res, nil
 }
 
-func (bs *benchServer) postJSON(path, token string, body []byte, out any) error {
-	req, _ := http.NewRequest("POST", bs.base+path, bytes.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := bs.client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		b, _ := io.ReadAll(resp.Body)
-		return fmt.Errorf("POST %s: %d %s", path, resp.StatusCode, b)
-	}
-	return json.NewDecoder(resp.Body).Decode(out)
-}
-
-func (bs *benchServer) getJSON(path, token string, out any) error {
-	req, _ := http.NewRequest("GET", bs.base+path, nil)
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := bs.client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("GET %s: %d", path, resp.StatusCode)
-	}
-	return json.NewDecoder(resp.Body).Decode(out)
+// as is the command line's client of the server, acting with token.
+func (bs *benchServer) as(token string) *apiClient {
+	return &apiClient{base: bs.base, token: token, http: bs.client}
 }

@@ -43,7 +43,7 @@ func benchModels(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	inbox := fs.String("inbox", "", "load this inbox into --data first, if given (not timed)")
 	memoryLimit := fs.String("memory-limit", "8GB", "DuckDB memory limit for both phases")
 	rounds := fs.Int("rounds", 2, "run both phases this many times, in alternating order, and keep each model's best time")
-	phase := fs.String("phase", "", "internal: run one phase (collider|hand) and print its JSON result")
+	phase := fs.String("phase", "", "internal: run one phase (hand|collider|sandbox) and print its JSON result")
 	if err := fs.Parse(args); err != nil || *data == "" || *rounds < 1 {
 		fmt.Fprintln(stderr, "usage: collider bench models --data DIR [--inbox DIR] [--memory-limit 8GB] [--rounds N]")
 		return 2
