@@ -38,6 +38,41 @@ func TestAudit_LinesAreCommittedInOrderBeforeAuditReturns(t *testing.T) {
 	}
 }
 
+// A line keeps what it was given: its time as China's wall clock to the
+// microsecond, the user, no detail as NULL.
+func TestAudit_ALineKeepsItsTimeUserAndDetail(t *testing.T) {
+	f := newFixture(t)
+	at := time.Date(2026, 3, 15, 23, 30, 1, 123456789, time.UTC) // 2026-03-16 07:30:01.123456 in China
+	f.cb.Now = func() time.Time { return at }
+	ctx := context.Background()
+	if err := f.cb.Audit(ctx, f.lanzhou, "download", "batch 7 csv", 12, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.cb.Audit(ctx, f.province, "view", "lead 3", 1, "详情"); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := f.cb.DB.Query(`SELECT strftime(event_at, '%Y-%m-%d %H:%M:%S.%f'), user_id, user_name, role, action, object, rows,
+		coalesce(detail, 'NULL') FROM casebook.audit ORDER BY audit_id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var got []string
+	for rows.Next() {
+		var at, name, role, action, object, detail string
+		var user, n int64
+		rows.Scan(&at, &user, &name, &role, &action, &object, &n, &detail)
+		got = append(got, fmt.Sprintf("%s %d %s %s %s %s %d %s", at, user, name, role, action, object, n, detail))
+	}
+	want := []string{
+		fmt.Sprintf("2026-03-16 07:30:01.123456 %d %s city download batch 7 csv 12 NULL", f.lanzhou.ID, f.lanzhou.Name),
+		fmt.Sprintf("2026-03-16 07:30:01.123456 %d %s province view lead 3 1 详情", f.province.ID, f.province.Name),
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("the log:\n%q\nwant\n%q", got, want)
+	}
+}
+
 func TestAudit_AFullQueueMakesRequestsWaitAndDropsNothing(t *testing.T) {
 	f := newFixture(t)
 	f.cb.audit.size = 1

@@ -38,6 +38,17 @@ type Clue struct {
 	Evidence        json.RawMessage `json:"evidence"`
 	FollowUpOf      *int64          `json:"follow_up_of,omitempty"`
 	Status          string          `json:"status,omitempty"` // the lead's status
+
+	// encoded is Evidence when it was made as encoding/json writes it (the
+	// read cache's clues): AppendJSON copies it without checking it again.
+	// Evidence set to anything else is checked.
+	encoded json.RawMessage
+}
+
+// setEvidence keeps evidence as encoding/json writes it, made so once.
+func (cl *Clue) setEvidence(raw string) {
+	cl.Evidence = appendJSONRaw(nil, json.RawMessage(raw))
+	cl.encoded = cl.Evidence
 }
 
 // Mask hides personal data for readers who may not see it, in every field
@@ -77,7 +88,7 @@ func scanClue(s interface{ Scan(...any) error }, cl *Clue) error {
 		return err
 	}
 	cl.Reasons, cl.SettlementIDs = splitList(reasons), splitList(ids)
-	cl.Evidence = json.RawMessage(evidence)
+	cl.setEvidence(evidence)
 	if first.Valid {
 		cl.FirstVisit = domain.WallPtr(&first.Time)
 	}

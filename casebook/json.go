@@ -180,7 +180,11 @@ func (cl *Clue) AppendJSON(dst []byte) []byte {
 	dst = appendJSONFloat(field(dst, "total_amount"), cl.TotalAmount)
 	dst = appendJSONFloat(field(dst, "fund_amount"), cl.FundAmount)
 	dst = appendJSONString(field(dst, "narrative"), cl.Narrative)
-	dst = appendJSONRaw(field(dst, "evidence"), cl.Evidence)
+	if len(cl.Evidence) > 0 && len(cl.encoded) == len(cl.Evidence) && &cl.encoded[0] == &cl.Evidence[0] {
+		dst = append(field(dst, "evidence"), cl.Evidence...)
+	} else {
+		dst = appendJSONRaw(field(dst, "evidence"), cl.Evidence)
+	}
 	if cl.FollowUpOf != nil {
 		dst = strconv.AppendInt(field(dst, "follow_up_of"), *cl.FollowUpOf, 10)
 	}

@@ -41,7 +41,15 @@ func randomClue(r *rand.Rand) *Clue {
 	evidence := []string{"", `[{"death_date":"2025-12-01","n":1}]`, `[ { "a" : "x <b> & y" } ,{"b":[1, 2.5e3, null, true]} ]`,
 		"[\n  {\"note\": \"sep\u2028\"}\n]", `{"k":"长 文"}`}
 	if e := evidence[r.IntN(len(evidence))]; e != "" {
-		cl.Evidence = json.RawMessage(e)
+		switch r.IntN(3) {
+		case 0: // as a caller sets it
+			cl.Evidence = json.RawMessage(e)
+		case 1: // as the read cache keeps it, encoded once
+			cl.setEvidence(e)
+		case 2: // encoded once, then replaced (masked): checked again
+			cl.setEvidence(e)
+			cl.Evidence = json.RawMessage(evidence[1+r.IntN(len(evidence)-1)])
+		}
 	}
 	if r.IntN(2) == 0 {
 		t := time.Date(2024, 2, 29, 23, 59, 59, r.IntN(2)*123456000, time.FixedZone("CST", 8*3600))

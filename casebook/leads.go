@@ -268,15 +268,17 @@ func (c *Casebook) act(ctx context.Context, u User, leadID int64, a Action) erro
 		WHERE lead_id = ?`, to, city, domain.DBTime(now), nullString(a.Outcome), a.RecoveredAmount, nullString(note), closedAt, leadID); err != nil {
 		return conflictOr(err)
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO casebook.lead_events VALUES (nextval('casebook.event_ids'), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		leadID, domain.DBTime(now), u.ID, u.Name, string(u.Role), a.Action, l.Status, to, city, nullString(a.Outcome), a.RecoveredAmount, nullString(note)); err != nil {
+	e := Event{LeadID: leadID, At: dbTime(now), UserID: u.ID, UserName: u.Name, Role: string(u.Role), Action: a.Action,
+		From: l.Status, To: to, City: city, Outcome: a.Outcome, Note: note}
+	if err := tx.QueryRowContext(ctx, `INSERT INTO casebook.lead_events VALUES (nextval('casebook.event_ids'), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		RETURNING event_id`, leadID, domain.DBTime(now), u.ID, u.Name, string(u.Role), a.Action, l.Status, to, city,
+		nullString(a.Outcome), a.RecoveredAmount, nullString(note)).Scan(&e.ID); err != nil {
 		return conflictOr(err)
 	}
 	err = c.commitLeads(tx, func(leads []memLead) []memLead {
-		applyAction(leads, leadID, a, to, city, note, now)
+		applyAction(leads, a, e)
 		return leads
 	})
-	c.cache.forget(cacheKey{'e', leadID})
 	if err != nil {
 		return conflictOr(err)
 	}
@@ -321,43 +323,18 @@ func (c *Casebook) lead(ctx context.Context, u User, id int64, scoped bool) (Lea
 	return l, nil
 }
 
-// Events returns a lead's events, oldest first.
+// Events returns a lead's events, oldest first, from memory.
 func (c *Casebook) Events(ctx context.Context, u User, leadID int64) ([]Event, error) {
 	if _, err := c.Lead(ctx, u, leadID); err != nil {
 		return nil, err
 	}
-	key := cacheKey{'e', leadID}
-	if v, ok := c.cache.get(key); ok {
-		return append([]Event(nil), v.([]Event)...), nil
-	}
-	generation := c.cache.begin()
-	rows, err := c.stmtQuery(ctx, `SELECT event_id, lead_id, event_at, coalesce(user_id, 0), user_name, role, action,
-		coalesce(from_status, ''), to_status, city_code, coalesce(outcome, ''), CAST(recovered_amount AS DOUBLE), coalesce(note, '')
-		FROM casebook.lead_events WHERE lead_id = ? ORDER BY event_id`, leadID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
 	var out []Event
-	size := int64(64)
-	for rows.Next() {
-		var e Event
-		var rec sql.NullFloat64
-		if err := rows.Scan(&e.ID, &e.LeadID, &e.At, &e.UserID, &e.UserName, &e.Role, &e.Action, &e.From, &e.To, &e.City, &e.Outcome, &rec, &e.Note); err != nil {
-			return nil, err
+	err := c.leadsView(ctx, func(leads []memLead) {
+		if i := find(leads, leadID); i >= 0 {
+			out = append(out, leads[i].events...)
 		}
-		if rec.Valid {
-			e.RecoveredAmount = &rec.Float64
-		}
-		e.At = domain.Wall(e.At)
-		size += 200 + int64(len(e.UserName)+len(e.Note))
-		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	c.cachePut(key, out, size, generation)
-	return append([]Event(nil), out...), nil
+	})
+	return out, err
 }
 
 // LeadFilter narrows a lead list.

@@ -1,7 +1,7 @@
 // This file keeps every lead in memory (leads are small: a province's
 // million is a few hundred MB), with what the lists filter, sort and count
-// on of its clue. Inboxes, lead lookups, scope checks, counts and the
-// board are answered from it without a query. DuckDB stays the system of
+// on of its clue, and its events. Inboxes, lead lookups, events, scope
+// checks, counts and the board are answered from it without a query. DuckDB stays the system of
 // record: the two writers of leads (Act, Publish) change memory in the
 // same critical section as they commit, after the commit, so that memory
 // never shows what a rolled-back transaction wrote and never misses what
@@ -32,7 +32,8 @@ type memLead struct {
 	fundCents       int64 // the clue's fund amount
 	recoveredCents  int64
 	settlements     int64
-	accepted        bool // ever accepted (the board counts it)
+	accepted        bool    // ever accepted (the board counts it)
+	events          []Event // oldest first
 }
 
 // leadMemory holds the leads by id.
@@ -71,14 +72,7 @@ func (c *Casebook) readLeads(ctx context.Context, q querier, batch int64) ([]mem
 	}
 	defer rows.Close()
 	var out []memLead
-	intern := map[string]string{}
-	in := func(s *string) {
-		if v, ok := intern[*s]; ok {
-			*s = v
-		} else {
-			intern[*s] = *s
-		}
-	}
+	in := interner()
 	for rows.Next() {
 		var m memLead
 		err := scanLead(scanAppend{rows, []any{&m.batch, &m.model, &m.version, &m.severity, &m.score, &m.personID, &m.personName,
@@ -95,7 +89,62 @@ func (c *Casebook) readLeads(ctx context.Context, q querier, batch int64) ([]mem
 		in(&m.DueDate)
 		out = append(out, m)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return out, readEvents(ctx, q, batch, out, in)
+}
+
+// interner makes equal strings share their bytes (a million leads name a
+// few dozen cities, statuses and models).
+func interner() func(s *string) {
+	seen := map[string]string{}
+	return func(s *string) {
+		if v, ok := seen[*s]; ok {
+			*s = v
+		} else {
+			seen[*s] = *s
+		}
+	}
+}
+
+const eventColumns = `event_id, lead_id, event_at, coalesce(user_id, 0), user_name, role, action,
+	coalesce(from_status, ''), to_status, city_code, coalesce(outcome, ''), CAST(recovered_amount AS DOUBLE), coalesce(note, '')`
+
+// readEvents attaches their events to leads (in id order): all leads', or
+// a batch's.
+func readEvents(ctx context.Context, q querier, batch int64, leads []memLead, in func(*string)) error {
+	where, args := "", []any{}
+	if batch > 0 {
+		where, args = " WHERE lead_id IN (SELECT clue_id FROM casebook.clues WHERE batch_id = ?)", []any{batch}
+	}
+	rows, err := q.QueryContext(ctx, "SELECT "+eventColumns+" FROM casebook.lead_events"+where+" ORDER BY lead_id, event_id", args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	i := 0
+	for rows.Next() {
+		var e Event
+		var rec sql.NullFloat64
+		if err := rows.Scan(&e.ID, &e.LeadID, &e.At, &e.UserID, &e.UserName, &e.Role, &e.Action, &e.From, &e.To, &e.City, &e.Outcome, &rec, &e.Note); err != nil {
+			return err
+		}
+		if rec.Valid {
+			e.RecoveredAmount = &rec.Float64
+		}
+		e.At = domain.Wall(e.At)
+		for _, s := range []*string{&e.UserName, &e.Role, &e.Action, &e.From, &e.To, &e.City, &e.Outcome} {
+			in(s)
+		}
+		for i < len(leads) && leads[i].ID < e.LeadID {
+			i++
+		}
+		if i < len(leads) && leads[i].ID == e.LeadID {
+			leads[i].events = append(leads[i].events, e)
+		}
+	}
+	return rows.Err()
 }
 
 // scanAppend scans a row's extra columns after those scanLead asks for.
@@ -214,14 +263,16 @@ func appendLeads(leads, added []memLead) []memLead {
 	return leads
 }
 
-// applyAction changes a lead in memory as Act changed its row.
-func applyAction(leads []memLead, id int64, a Action, to, city, note string, now time.Time) {
-	i := find(leads, id)
+// applyAction changes a lead in memory as Act changed its row and appends
+// the event Act wrote.
+func applyAction(leads []memLead, a Action, e Event) {
+	i := find(leads, e.LeadID)
 	if i < 0 {
 		return
 	}
 	m := &leads[i]
-	m.Status, m.City, m.UpdatedAt = to, city, dbTime(now)
+	to, city, note, now := e.To, e.City, e.Note, e.At
+	m.Status, m.City, m.UpdatedAt = to, city, now
 	if a.Outcome != "" {
 		m.Outcome = a.Outcome
 	}
@@ -235,12 +286,18 @@ func applyAction(leads []memLead, id int64, a Action, to, city, note string, now
 		m.Note = note
 	}
 	if to == StatusClosed && m.ClosedAt == nil {
-		t := dbTime(now)
+		t := now
 		m.ClosedAt = &t
 	}
 	if a.Action == ActionAccept {
 		m.accepted = true
 	}
+	if m.RecoveredAmount != nil && a.RecoveredAmount != nil {
+		r := *m.RecoveredAmount
+		e.RecoveredAmount = &r
+	}
+	// A reader holds a copy of the slice, never sees past its length.
+	m.events = append(m.events, e)
 }
 
 // dbTime is a time as it reads back from the casebook: China wall time to

@@ -1,7 +1,7 @@
 // This file is the casebook's read cache: clues (immutable once published:
-// the evidence, narrative and settlements a lead page shows) and leads'
-// event lists (changed only by Act, which forgets the lead's), least
-// recently used first out when the cache is over its size.
+// the evidence, narrative and settlements a lead page shows), least
+// recently used first out when the cache is over its size. (A lead and its
+// events are memory's: see memory.go.)
 package casebook
 
 import (
@@ -12,9 +12,9 @@ import (
 // DefaultReadCacheBytes is the read cache's size when ReadCacheBytes is 0.
 const DefaultReadCacheBytes = 256 << 20
 
-// cacheKey names a cached value: a clue or a lead's events.
+// cacheKey names a cached value.
 type cacheKey struct {
-	kind byte // 'c' clue, 'e' events
+	kind byte // 'c' clue
 	id   int64
 }
 

@@ -27,3 +27,11 @@ func WallPtr(t *time.Time) *time.Time {
 // statement shapes (INSERT … SELECT ?) and as a UTC wall clock in others
 // (VALUES (?)); text is read the same way in every shape.
 func DBTime(t time.Time) string { return t.In(ChinaTime).Format("2006-01-02 15:04:05.000000") }
+
+// AppenderTime is how a time goes in through DuckDB's appender, which
+// writes a time.Time's UTC wall clock: its China Standard Time wall clock,
+// labelled UTC, to the microsecond.
+func AppenderTime(t time.Time) time.Time {
+	w := t.In(ChinaTime)
+	return time.Date(w.Year(), w.Month(), w.Day(), w.Hour(), w.Minute(), w.Second(), w.Nanosecond(), time.UTC).Truncate(time.Microsecond)
+}

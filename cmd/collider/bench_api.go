@@ -52,7 +52,7 @@ func quantile(ls []time.Duration, q float64) time.Duration {
 func (r loadResult) quantile(q float64) time.Duration { return quantile(r.latencies, q) }
 
 type benchAPIFlags struct {
-	dir, memoryLimit, cpuProfile         string
+	dir, memoryLimit, cpuProfile, mixProfile string
 	clues, settlements                   int64
 	clients, single, pageRounds, cacheMB int
 	idle, draftTimeout                   time.Duration
@@ -76,6 +76,7 @@ func benchAPI(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.BoolVar(&f.runaway, "runaway", true, "measure the mix while a runaway draft preview runs")
 	fs.BoolVar(&f.pages, "pages", true, "measure the pages /leads, /board, /batches/{id} next to the API")
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the single-client lead reads to this file")
+	fs.StringVar(&f.mixProfile, "mix-cpuprofile", "", "write a CPU profile of the idle phase's mix (server and clients: one process) to this file")
 	fs.StringVar(&f.memoryLimit, "memory-limit", "8GB", "DuckDB memory limit")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -170,25 +171,23 @@ func runBenchAPI(ctx context.Context, f benchAPIFlags, stdout, stderr io.Writer)
 
 func (bs *benchServer) phases(ctx context.Context, f benchAPIFlags, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stderr, "one client reading leads: %d reads\n", f.single)
-	var prof *os.File
-	if f.cpuProfile != "" {
-		var err error
-		if prof, err = os.Create(f.cpuProfile); err != nil {
-			return err
-		}
-		defer prof.Close()
-		pprof.StartCPUProfile(prof)
+	stopProfile, err := cpuProfile(f.cpuProfile)
+	if err != nil {
+		return err
 	}
 	single := bs.singleLeads(ctx, f.single)
-	if prof != nil {
-		pprof.StopCPUProfile()
-	}
+	stopProfile()
 	fmt.Fprintf(stdout, "casebook: %d clues; one client, GET /api/v1/leads/{id} ×%d: p50 %s, p99 %s, max %s, errors %d (goal: ≤ 2 ms)\n",
 		f.clues, len(single.latencies), round(single.quantile(0.5)), round(single.quantile(0.99)), round(single.quantile(1)), single.errors)
 	results := []loadResult{}
 	fmt.Fprintf(stderr, "idle: %d clients with the mix for %s\n", f.clients, f.idle)
 	idleCtx, cancelIdle := context.WithTimeout(ctx, f.idle)
+	if stopProfile, err = cpuProfile(f.mixProfile); err != nil {
+		cancelIdle()
+		return err
+	}
 	results = append(results, bs.hammer(idleCtx, "idle", f.clients))
+	stopProfile()
 	cancelIdle()
 	if f.busy {
 		r, err := bs.busyPhase(ctx, f.clients, stderr)
@@ -209,6 +208,23 @@ func (bs *benchServer) phases(ctx context.Context, f benchAPIFlags, stdout, stde
 		return bs.pagesPhase(ctx, f.pageRounds, stdout, stderr)
 	}
 	return nil
+}
+
+// cpuProfile starts a CPU profile into path (none if path is empty) and
+// returns what stops it.
+func cpuProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 func round(d time.Duration) time.Duration {
