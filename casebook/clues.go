@@ -209,7 +209,8 @@ func (c *Casebook) Clues(ctx context.Context, u User, f ClueFilter) ([]Clue, err
 	return out, c.auditView(ctx, u, "clues?"+f.describe(true), len(out))
 }
 
-// CountClues counts the clues u may see under a filter.
+// CountClues counts the clues u may see under a filter, from the groups
+// of the leads in memory.
 func (c *Casebook) CountClues(ctx context.Context, u User, f ClueFilter) (int64, error) {
 	f.After = 0
 	match, err := clueMatch(u, f, c.today())
@@ -217,10 +218,10 @@ func (c *Casebook) CountClues(ctx context.Context, u User, f ClueFilter) (int64,
 		return 0, err
 	}
 	var n int64
-	err = c.leadsView(ctx, func(leads []memLead) {
-		for i := range leads {
-			if match(&leads[i]) {
-				n++
+	err = c.groupsView(ctx, func(gs groups) {
+		for _, g := range gs {
+			if match(&g.proto) {
+				n += g.leads
 			}
 		}
 	})
@@ -257,11 +258,8 @@ func (c *Casebook) clue(ctx context.Context, u User, id int64) (Clue, error) {
 	return cl, nil
 }
 
-// clueOnlyColumns are a clue's columns without its lead's (memory has them).
-const clueOnlyColumns = `c.clue_id, c.batch_id, c.model, c.model_version, c.severity, c.score, c.reasons, c.person_id,
-	coalesce(c.person_name, ''), c.institution_id, coalesce(c.institution_name, ''), c.city_code, c.settlement_count,
-	c.settlement_ids, c.first_visit, c.last_visit, CAST(c.total_amount AS DOUBLE), CAST(c.fund_amount AS DOUBLE),
-	c.narrative, c.evidence, c.follow_up_of, ''`
+// clueTextColumns are what a clue's lead in memory does not keep.
+const clueTextColumns = `c.clue_id, c.settlement_ids, c.narrative, c.evidence`
 
 // clueOf is a lead's clue, unmasked, with the lead's city and status.
 func (c *Casebook) clueOf(ctx context.Context, m *memLead) (Clue, error) {
@@ -273,33 +271,44 @@ func (c *Casebook) clueOf(ctx context.Context, m *memLead) (Clue, error) {
 }
 
 // cluesOf are the leads' clues, unmasked, in their order: from the read
-// cache, the others in one query. A clue never changes once published;
-// its lead's city and status come from memory.
+// cache, the others from memory and one query of what memory does not
+// keep (a column read from DuckDB's compressed storage costs a point
+// lookup more than the lookup itself). A clue never changes once
+// published; its lead's city and status come from memory.
 func (c *Casebook) cluesOf(ctx context.Context, ms []memLead) ([]Clue, error) {
 	out := make([]Clue, len(ms))
 	var missing []any
 	at := map[int64]int{}
 	for i := range ms {
 		if v, ok := c.cache.get(cacheKey{'c', ms[i].ID}); ok {
-			out[i] = *v.(*Clue)
+			ids, narrative, evidence, err := v.(clueText).unpack()
+			if err != nil {
+				return nil, err
+			}
+			out[i] = *ms[i].clue(ids, narrative, evidence)
 		} else {
 			missing, at[ms[i].ID] = append(missing, ms[i].ID), i
 		}
 	}
 	if len(missing) > 0 {
-		q := fmt.Sprintf("SELECT %s FROM casebook.clues c WHERE c.clue_id IN (%s)", clueOnlyColumns,
-			strings.TrimSuffix(strings.Repeat("?, ", len(missing)), ", "))
 		var rows *sql.Rows
 		var err error
 		if len(missing) == 1 { // a lead page: a statement prepared once, half the cost
-			rows, err = c.stmtQuery(ctx, "SELECT "+clueOnlyColumns+" FROM casebook.clues c WHERE c.clue_id = ?", missing...)
+			rows, err = c.stmtQuery(ctx, "SELECT "+clueTextColumns+" FROM casebook.clues c WHERE c.clue_id = ?", missing...)
 		} else {
-			rows, err = c.DB.QueryContext(ctx, q, missing...)
+			rows, err = c.DB.QueryContext(ctx, fmt.Sprintf("SELECT %s FROM casebook.clues c WHERE c.clue_id IN (%s)", clueTextColumns,
+				strings.TrimSuffix(strings.Repeat("?, ", len(missing)), ", ")), missing...)
 		}
 		if err != nil {
 			return nil, err
 		}
-		if err := c.cacheClues(rows, func(cl *Clue) bool { out[at[cl.ID]] = *cl; delete(at, cl.ID); return true }); err != nil {
+		lead := func(id int64) *memLead {
+			if i, ok := at[id]; ok {
+				return &ms[i]
+			}
+			return nil
+		}
+		if err := c.cacheClues(rows, lead, func(cl *Clue) bool { out[at[cl.ID]] = *cl; delete(at, cl.ID); return true }); err != nil {
 			return nil, err
 		}
 		if len(at) > 0 {
@@ -312,18 +321,25 @@ func (c *Casebook) cluesOf(ctx context.Context, ms []memLead) ([]Clue, error) {
 	return out, nil
 }
 
-// cacheClues reads clue rows into the read cache, handing each to seen
-// until it says stop.
-func (c *Casebook) cacheClues(rows *sql.Rows, seen func(*Clue) bool) error {
+// cacheClues reads rows of clueTextColumns into the read cache, each with
+// its lead (rows without one are skipped), handing each to seen until it
+// says stop.
+func (c *Casebook) cacheClues(rows *sql.Rows, lead func(id int64) *memLead, seen func(*Clue) bool) error {
 	defer rows.Close()
 	generation := c.cache.begin()
 	for rows.Next() {
-		cl := new(Clue)
-		if err := scanClue(rows, cl); err != nil {
+		var id int64
+		var ids, narrative, evidence string
+		if err := rows.Scan(&id, &ids, &narrative, &evidence); err != nil {
 			return err
 		}
-		size := int64(512 + len(cl.Narrative) + len(cl.Evidence) + 24*len(cl.SettlementIDs))
-		c.cachePut(cacheKey{'c', cl.ID}, cl, size, generation)
+		m := lead(id)
+		if m == nil {
+			continue
+		}
+		cl := m.clue(ids, narrative, appendJSONRaw(nil, json.RawMessage(evidence)))
+		text := packText(ids, narrative, cl.Evidence)
+		c.cachePut(cacheKey{'c', cl.ID}, text, int64(128+len(text)), generation)
 		if !seen(cl) {
 			break
 		}
@@ -342,12 +358,24 @@ func (c *Casebook) WarmReadCache(ctx context.Context) (int, error) {
 	if max < 0 {
 		return 0, nil
 	}
-	rows, err := c.DB.QueryContext(ctx, "SELECT "+clueOnlyColumns+" FROM casebook.clues c ORDER BY c.clue_id DESC")
+	// The clues are put together with their leads: memory is loaded first
+	// (loading it starts the cache afresh).
+	if err := c.leadsView(ctx, func([]memLead) {}); err != nil {
+		return 0, err
+	}
+	rows, err := c.DB.QueryContext(ctx, "SELECT "+clueTextColumns+" FROM casebook.clues c ORDER BY c.clue_id DESC")
 	if err != nil {
 		return 0, err
 	}
 	n := 0
-	err = c.cacheClues(rows, func(*Clue) bool {
+	lead := func(id int64) *memLead {
+		m, ok, err := c.memLeadByID(ctx, id)
+		if !ok || err != nil {
+			return nil
+		}
+		return &m
+	}
+	err = c.cacheClues(rows, lead, func(*Clue) bool {
 		n++
 		c.cache.mu.Lock()
 		defer c.cache.mu.Unlock()

@@ -275,10 +275,7 @@ func (c *Casebook) act(ctx context.Context, u User, leadID int64, a Action) erro
 		nullString(a.Outcome), a.RecoveredAmount, nullString(note)).Scan(&e.ID); err != nil {
 		return conflictOr(err)
 	}
-	err = c.commitLeads(tx, func(leads []memLead) []memLead {
-		applyAction(leads, a, e)
-		return leads
-	})
+	err = c.commitLeads(tx, func(mem *leadMemory) { mem.applyAction(a, e) })
 	if err != nil {
 		return conflictOr(err)
 	}
@@ -325,16 +322,21 @@ func (c *Casebook) lead(ctx context.Context, u User, id int64, scoped bool) (Lea
 
 // Events returns a lead's events, oldest first, from memory.
 func (c *Casebook) Events(ctx context.Context, u User, leadID int64) ([]Event, error) {
-	if _, err := c.Lead(ctx, u, leadID); err != nil {
-		return nil, err
-	}
 	var out []Event
+	found := false
 	err := c.leadsView(ctx, func(leads []memLead) {
-		if i := find(leads, leadID); i >= 0 {
-			out = append(out, leads[i].events...)
+		if i := find(leads, leadID); i >= 0 && canSee(u, leads[i].City) {
+			found, out = true, append(out, leads[i].events...)
 		}
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, domain.Errorf(domain.ENOTFOUND, "no lead %d", leadID)
+	}
+	// The events are the lead's: seeing them is seeing the lead.
+	return out, c.auditView(ctx, u, fmt.Sprintf("lead %d", leadID), 1)
 }
 
 // LeadFilter narrows a lead list.

@@ -34,6 +34,14 @@ type memLead struct {
 	settlements     int64
 	accepted        bool    // ever accepted (the board counts it)
 	events          []Event // oldest first
+
+	// The rest of the clue but its settlements, narrative and evidence,
+	// which the read cache or a query of those three columns adds.
+	reasons               string // ;-joined, interned
+	institutionID         string
+	firstVisit, lastVisit time.Time // zero: none
+	totalCents            int64
+	followUpOf            int64 // 0: none
 }
 
 // leadMemory holds the leads by id.
@@ -44,14 +52,15 @@ type leadMemory struct {
 	mu      sync.RWMutex
 	loaded  bool
 	leads   []memLead // by lead id
-	strings map[string]string
+	groups  groups    // the same leads, grouped
 }
 
 // memColumns are a lead's columns with its clue's that memory keeps; the
 // clock argument of leadColumns comes first.
 const memColumns = leadColumns + `, c.batch_id, c.model, c.model_version, c.severity, c.score, c.person_id,
 	coalesce(c.person_name, ''), coalesce(c.institution_name, ''), CAST(round(c.fund_amount * 100) AS BIGINT),
-	coalesce(CAST(round(l.recovered_amount * 100) AS BIGINT), 0), c.settlement_count, a.lead_id IS NOT NULL`
+	coalesce(CAST(round(l.recovered_amount * 100) AS BIGINT), 0), c.settlement_count, a.lead_id IS NOT NULL,
+	c.reasons, c.institution_id, c.first_visit, c.last_visit, CAST(round(c.total_amount * 100) AS BIGINT), coalesce(c.follow_up_of, 0)`
 
 const memFrom = ` FROM casebook.leads l JOIN casebook.clues c ON c.clue_id = l.lead_id
 	LEFT JOIN (SELECT DISTINCT lead_id FROM casebook.lead_events WHERE action = 'accept') a ON a.lead_id = l.lead_id`
@@ -75,11 +84,20 @@ func (c *Casebook) readLeads(ctx context.Context, q querier, batch int64) ([]mem
 	in := interner()
 	for rows.Next() {
 		var m memLead
+		var first, last sql.NullTime
 		err := scanLead(scanAppend{rows, []any{&m.batch, &m.model, &m.version, &m.severity, &m.score, &m.personID, &m.personName,
-			&m.institutionName, &m.fundCents, &m.recoveredCents, &m.settlements, &m.accepted}}, &m.Lead)
+			&m.institutionName, &m.fundCents, &m.recoveredCents, &m.settlements, &m.accepted,
+			&m.reasons, &m.institutionID, &first, &last, &m.totalCents, &m.followUpOf}}, &m.Lead)
 		if err != nil {
 			return nil, err
 		}
+		if first.Valid {
+			m.firstVisit = domain.Wall(first.Time)
+		}
+		if last.Valid {
+			m.lastVisit = domain.Wall(last.Time)
+		}
+		in(&m.reasons)
 		in(&m.City)
 		in(&m.Status)
 		in(&m.Outcome)
@@ -164,8 +182,9 @@ func (c *Casebook) LoadLeads(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	gs := groupLeads(leads)
 	c.mem.mu.Lock()
-	c.mem.leads, c.mem.loaded = leads, true
+	c.mem.leads, c.mem.groups, c.mem.loaded = leads, gs, true
 	c.mem.mu.Unlock()
 	c.cache.clear()
 	return nil
@@ -175,13 +194,19 @@ func (c *Casebook) LoadLeads(ctx context.Context) error {
 // that did not go through Act or Publish: Synthesize, tests).
 func (c *Casebook) forgetLeads() {
 	c.mem.mu.Lock()
-	c.mem.leads, c.mem.loaded = nil, false
+	c.mem.leads, c.mem.groups, c.mem.loaded = nil, nil, false
 	c.mem.mu.Unlock()
 	c.cache.clear()
 }
 
 // leadsView runs f over the leads in memory, loading them first if need be.
 func (c *Casebook) leadsView(ctx context.Context, f func(leads []memLead)) error {
+	return c.memoryView(ctx, func(leads []memLead, _ groups) { f(leads) })
+}
+
+// memoryView runs f over the leads in memory and their groups, loading
+// them first if need be.
+func (c *Casebook) memoryView(ctx context.Context, f func(leads []memLead, gs groups)) error {
 	c.mem.mu.RLock()
 	if !c.mem.loaded {
 		c.mem.mu.RUnlock()
@@ -191,7 +216,7 @@ func (c *Casebook) leadsView(ctx context.Context, f func(leads []memLead)) error
 		c.mem.mu.RLock()
 	}
 	defer c.mem.mu.RUnlock()
-	f(c.mem.leads)
+	f(c.mem.leads, c.mem.groups)
 	return nil
 }
 
@@ -229,7 +254,7 @@ func (m *memLead) lead(today string) Lead {
 
 // commitLeads commits tx and applies its change to memory in one critical
 // section: nothing reads memory between the commit and the change.
-func (c *Casebook) commitLeads(tx *sql.Tx, apply func(leads []memLead) []memLead) error {
+func (c *Casebook) commitLeads(tx *sql.Tx, apply func(mem *leadMemory)) error {
 	c.mem.writeMu.Lock()
 	defer c.mem.writeMu.Unlock()
 	if err := tx.Commit(); err != nil {
@@ -237,15 +262,19 @@ func (c *Casebook) commitLeads(tx *sql.Tx, apply func(leads []memLead) []memLead
 	}
 	c.mem.mu.Lock()
 	if c.mem.loaded {
-		c.mem.leads = apply(c.mem.leads)
+		apply(&c.mem)
 	}
 	c.mem.mu.Unlock()
 	return nil
 }
 
 // appendLeads adds newly published leads to memory, in id order (a lead
-// memory has already is kept as it is).
-func appendLeads(leads, added []memLead) []memLead {
+// memory has already is kept as it is), and to their groups.
+func (mem *leadMemory) appendLeads(added []memLead) {
+	mem.leads = appendLeads(mem.leads, added, mem.groups)
+}
+
+func appendLeads(leads, added []memLead, gs groups) []memLead {
 	sorted := len(leads) == 0 || len(added) == 0 || added[0].ID > leads[len(leads)-1].ID
 	if !sorted {
 		fresh := added[:0:0]
@@ -256,6 +285,9 @@ func appendLeads(leads, added []memLead) []memLead {
 		}
 		added = fresh
 	}
+	for i := range added {
+		gs.add(&added[i], 1)
+	}
 	leads = append(leads, added...)
 	if !sorted {
 		sort.Slice(leads, func(i, j int) bool { return leads[i].ID < leads[j].ID })
@@ -263,14 +295,16 @@ func appendLeads(leads, added []memLead) []memLead {
 	return leads
 }
 
-// applyAction changes a lead in memory as Act changed its row and appends
-// the event Act wrote.
-func applyAction(leads []memLead, a Action, e Event) {
-	i := find(leads, e.LeadID)
+// applyAction changes a lead in memory as Act changed its row, moves it to
+// its new group, and appends the event Act wrote.
+func (mem *leadMemory) applyAction(a Action, e Event) {
+	i := find(mem.leads, e.LeadID)
 	if i < 0 {
 		return
 	}
-	m := &leads[i]
+	m := &mem.leads[i]
+	mem.groups.add(m, -1)
+	defer mem.groups.add(m, 1)
 	to, city, note, now := e.To, e.City, e.Note, e.At
 	m.Status, m.City, m.UpdatedAt = to, city, now
 	if a.Outcome != "" {
@@ -298,6 +332,30 @@ func applyAction(leads []memLead, a Action, e Event) {
 	}
 	// A reader holds a copy of the slice, never sees past its length.
 	m.events = append(m.events, e)
+}
+
+// clue is the lead's clue, unmasked, from memory and the three columns
+// memory does not keep, the evidence as encoding/json writes it.
+func (m *memLead) clue(settlementIDs, narrative string, evidence []byte) *Clue {
+	cl := &Clue{ID: m.ID, BatchID: m.batch, Model: m.model, ModelVersion: m.version, Severity: m.severity, Score: m.score,
+		Reasons: splitList(m.reasons), PersonID: m.personID, PersonName: m.personName, InstitutionID: m.institutionID,
+		InstitutionName: m.institutionName, City: m.City, SettlementCount: int(m.settlements), SettlementIDs: splitList(settlementIDs),
+		TotalAmount: float64(m.totalCents) / 100, FundAmount: float64(m.fundCents) / 100, Narrative: narrative, Status: m.Status}
+	if !m.firstVisit.IsZero() {
+		t := m.firstVisit
+		cl.FirstVisit = &t
+	}
+	if !m.lastVisit.IsZero() {
+		t := m.lastVisit
+		cl.LastVisit = &t
+	}
+	if m.followUpOf != 0 {
+		f := m.followUpOf
+		cl.FollowUpOf = &f
+	}
+	cl.Evidence = evidence
+	cl.encoded = cl.Evidence
+	return cl
 }
 
 // dbTime is a time as it reads back from the casebook: China wall time to

@@ -4,7 +4,9 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"maps"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -76,6 +78,11 @@ func TestMemory_AfterEveryWriteEqualsTheTablesReadAgain(t *testing.T) {
 			}
 			t.Fatalf("after %s: %d leads in memory, %d in the tables", step, len(got), len(want))
 		}
+		var got groups
+		f.cb.memoryView(ctx, func(_ []memLead, gs groups) { got = maps.Clone(gs) })
+		if want := groupLeads(f.reloaded(t)); !reflect.DeepEqual(got, want) {
+			t.Fatalf("after %s, the groups in memory:\n%v\nof the leads in the tables:\n%v", step, got, want)
+		}
 	}
 	check("loading")
 	b := f.publishSmall(t, 5, "620100")
@@ -113,6 +120,68 @@ func TestMemory_AfterEveryWriteEqualsTheTablesReadAgain(t *testing.T) {
 	}
 	if _, err := f.cb.Lead(ctx, f.lanzhou, ret); err == nil {
 		t.Fatal("the old city still sees the reassigned lead")
+	}
+}
+
+// A clue put together from memory and the three columns memory does not
+// keep is the clue its row holds, for every lead (with and without visits,
+// follow-ups, names).
+func TestMemory_AClueFromMemoryIsItsRow(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	if _, err := f.cb.Synthesize(ctx, 300); err != nil {
+		t.Fatal(err)
+	}
+	f.publishSmall(t, 3, "620100")
+	if _, err := f.cb.DB.Exec(`UPDATE casebook.clues SET follow_up_of = clue_id - 1, first_visit = NULL, person_name = NULL
+		WHERE clue_id % 7 = 0`); err != nil {
+		t.Fatal(err)
+	}
+	f.cb.forgetLeads()
+	rows, err := f.cb.DB.Query("SELECT " + clueColumns + " FROM casebook.clues c JOIN casebook.leads l ON l.lead_id = c.clue_id ORDER BY c.clue_id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	n := 0
+	for ; rows.Next(); n++ {
+		var want Clue
+		if err := scanClue(rows, &want); err != nil {
+			t.Fatal(err)
+		}
+		m, ok, err := f.cb.memLeadByID(ctx, want.ID)
+		if err != nil || !ok {
+			t.Fatalf("lead %d: %v %v", want.ID, ok, err)
+		}
+		f.cb.cache.clear()
+		want.encoded = nil
+		for _, from := range []string{"a query", "the read cache"} {
+			got, err := f.cb.clueOf(ctx, &m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got.encoded = nil
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("clue %d from memory and %s:\n%+v\nits row:\n%+v", want.ID, from, got, want)
+			}
+		}
+	}
+	if n != 303 {
+		t.Fatalf("%d clues compared", n)
+	}
+}
+
+// What the read cache keeps of a clue reads back as it was, whatever
+// bytes it holds.
+func TestReadCache_ClueTextReadsBack(t *testing.T) {
+	for _, c := range [][3]string{{"", "", ""}, {"S1;S2", "叙述\x00含零字节", `[{"a":1}]`}, {strings.Repeat("S;", 5000), "x", "[]"}} {
+		ids, narrative, evidence, err := packText(c[0], c[1], []byte(c[2])).unpack()
+		if err != nil || ids != c[0] || narrative != c[1] || string(evidence) != c[2] {
+			t.Fatalf("%q read back as %q %q %q %v", c, ids, narrative, evidence, err)
+		}
+	}
+	if _, _, _, err := clueText("not zstd").unpack(); err == nil {
+		t.Fatal("garbage read back")
 	}
 }
 

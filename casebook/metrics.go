@@ -28,20 +28,20 @@ type Metric struct {
 }
 
 // Metrics groups lead outcomes by "model" (model and version) or "city",
-// from the leads in memory. A city user gets its own city only.
+// from the groups of the leads in memory. A city user gets its own city only.
 func (c *Casebook) Metrics(ctx context.Context, u User, by string) ([]Metric, error) {
 	if by != "model" && by != "" && by != "city" {
 		return nil, domain.Errorf(domain.EINVALID, "metrics by model or city, not %q", by)
 	}
-	type group struct {
+	type metricSum struct {
 		Metric
 		cents int64
 	}
-	groups := map[[3]string]*group{}
+	sums := map[[3]string]*metricSum{}
 	today := c.today()
-	err := c.leadsView(ctx, func(leads []memLead) {
-		for i := range leads {
-			m := &leads[i]
+	err := c.groupsView(ctx, func(leadGroups groups) {
+		for _, lg := range leadGroups {
+			m, n := &lg.proto, lg.leads
 			if u.Role == RoleCity && m.City != u.City {
 				continue
 			}
@@ -49,23 +49,23 @@ func (c *Casebook) Metrics(ctx context.Context, u User, by string) ([]Metric, er
 			if by == "city" {
 				key = [3]string{"", "", m.City}
 			}
-			g := groups[key]
+			g := sums[key]
 			if g == nil {
-				g = &group{Metric: Metric{Model: key[0], ModelVersion: key[1], City: key[2]}}
-				groups[key] = g
+				g = &metricSum{Metric: Metric{Model: key[0], ModelVersion: key[1], City: key[2]}}
+				sums[key] = g
 			}
-			g.Issued++
-			g.Accepted += b2i(m.accepted)
-			g.Closed += b2i(m.Status == StatusClosed)
-			g.Confirmed += b2i(m.Outcome == OutcomeConfirmed)
-			g.Dismissed += b2i(m.Outcome == OutcomeDismissed)
-			g.Referred += b2i(m.Outcome == OutcomeReferred)
-			g.Overdue += b2i(m.overdue(today))
-			g.cents += m.recoveredCents
+			g.Issued += n
+			g.Accepted += n * b2i(m.accepted)
+			g.Closed += n * b2i(m.Status == StatusClosed)
+			g.Confirmed += n * b2i(m.Outcome == OutcomeConfirmed)
+			g.Dismissed += n * b2i(m.Outcome == OutcomeDismissed)
+			g.Referred += n * b2i(m.Outcome == OutcomeReferred)
+			g.Overdue += n * b2i(m.overdue(today))
+			g.cents += lg.recoveredCents
 		}
 	})
 	out := []Metric{}
-	for _, g := range groups {
+	for _, g := range sums {
 		g.Recovered = float64(g.cents) / 100
 		if d := g.Confirmed + g.Dismissed; d > 0 {
 			p := float64(g.Confirmed) / float64(d)

@@ -165,7 +165,7 @@ func (c *Casebook) commitBatch(ctx context.Context, tx *sql.Tx, batchID int64) e
 	if err != nil {
 		return fmt.Errorf("read its leads: %w", err)
 	}
-	return c.commitLeads(tx, func(leads []memLead) []memLead { return appendLeads(leads, added) })
+	return c.commitLeads(tx, func(mem *leadMemory) { mem.appendLeads(added) })
 }
 
 // RoutedByCity counts a batch's leads per city, for the run's routing step.

@@ -1,12 +1,17 @@
-// This file is the casebook's read cache: clues (immutable once published:
-// the evidence, narrative and settlements a lead page shows), least
-// recently used first out when the cache is over its size. (A lead and its
-// events are memory's: see memory.go.)
+// This file is the casebook's read cache: what a clue's lead in memory
+// does not keep of it (immutable once published: the settlements,
+// narrative and evidence a lead page shows), compressed, least recently
+// used first out when the cache is over its size. (A lead and its events
+// are memory's: see memory.go.)
 package casebook
 
 import (
 	"container/list"
+	"encoding/binary"
+	"errors"
 	"sync"
+
+	"github.com/klauspost/compress/zstd"
 )
 
 // DefaultReadCacheBytes is the read cache's size when ReadCacheBytes is 0.
@@ -107,4 +112,42 @@ func (c *Casebook) cachePut(k cacheKey, v any, size int64, generation uint64) {
 		max = DefaultReadCacheBytes
 	}
 	c.cache.put(k, v, size, generation, max)
+}
+
+// clueText is what the read cache keeps of a clue: its settlements,
+// narrative and evidence (as encoding/json writes it), each after its
+// length, compressed with zstd (a third of their size; 5 µs to read back,
+// against a query's 300).
+type clueText []byte
+
+var (
+	textEncoder, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest))
+	textDecoder, _ = zstd.NewReader(nil)
+)
+
+func packText(settlementIDs, narrative string, evidence []byte) clueText {
+	b := make([]byte, 0, 3*binary.MaxVarintLen64+len(settlementIDs)+len(narrative)+len(evidence))
+	for _, part := range [][]byte{[]byte(settlementIDs), []byte(narrative), evidence} {
+		b = binary.AppendUvarint(b, uint64(len(part)))
+		b = append(b, part...)
+	}
+	return textEncoder.EncodeAll(b, nil)
+}
+
+var errBadText = errors.New("casebook: a cached clue does not read back")
+
+func (t clueText) unpack() (settlementIDs, narrative string, evidence []byte, err error) {
+	b, err := textDecoder.DecodeAll(t, nil)
+	if err != nil {
+		return "", "", nil, err
+	}
+	var parts [3][]byte
+	for i := range parts {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || uint64(len(b)-k) < n {
+			return "", "", nil, errBadText
+		}
+		parts[i], b = b[k:k+int(n)], b[k+int(n):]
+	}
+	return string(parts[0]), string(parts[1]), parts[2], nil
 }

@@ -76,15 +76,29 @@ func (c *Casebook) InboxPage(ctx context.Context, u User, q InboxQuery) (Inbox, 
 	}
 	limit, today := domain.PageLimit(q.Limit), c.today()
 	var page []memLead
-	err = c.leadsView(ctx, func(leads []memLead) {
-		for i := range leads {
-			m := &leads[i]
-			if !match(m, today) {
-				continue
+	err = c.memoryView(ctx, func(leads []memLead, gs groups) {
+		for _, g := range gs {
+			if match(&g.proto, today) {
+				in.ByStatus[g.proto.Status] += g.leads
 			}
-			in.ByStatus[m.Status]++
-			if (q.Status == "" || m.Status == q.Status) && after(m) {
-				page = topK(page, *m, limit, before)
+		}
+		want := func(m *memLead) bool { return match(m, today) && (q.Status == "" || m.Status == q.Status) && after(m) }
+		if q.Sort == SortID || q.Sort == "" {
+			// Memory is in id order: the page is the first matches from the cursor.
+			start := 0
+			if q.Cursor != "" {
+				start = sort.Search(len(leads), func(i int) bool { return after(&leads[i]) })
+			}
+			for i := start; i < len(leads) && len(page) < limit; i++ {
+				if want(&leads[i]) {
+					page = append(page, leads[i])
+				}
+			}
+			return
+		}
+		for i := range leads {
+			if want(&leads[i]) {
+				page = topK(page, leads[i], limit, before)
 			}
 		}
 	})
@@ -292,7 +306,7 @@ type Breakdown struct {
 }
 
 // BatchBreakdowns counts a batch's clues u may see by model, by severity
-// and by city, from the leads in memory.
+// and by city, from the groups of the leads in memory.
 func (c *Casebook) BatchBreakdowns(ctx context.Context, u User, id int64) (byModel, bySeverity, byCity []Breakdown, err error) {
 	if _, err = c.Batch(ctx, u, id); err != nil {
 		return
@@ -303,9 +317,9 @@ func (c *Casebook) BatchBreakdowns(ctx context.Context, u User, id int64) (byMod
 	}
 	type sum struct{ clues, settlements, cents int64 }
 	counts := [3]map[string]*sum{{}, {}, {}}
-	err = c.leadsView(ctx, func(leads []memLead) {
-		for i := range leads {
-			m := &leads[i]
+	err = c.groupsView(ctx, func(gs groups) {
+		for _, g := range gs {
+			m := &g.proto
 			if m.batch != id || !match(m) {
 				continue
 			}
@@ -315,7 +329,7 @@ func (c *Casebook) BatchBreakdowns(ctx context.Context, u User, id int64) (byMod
 					s = &sum{}
 					counts[k][key] = s
 				}
-				s.clues, s.settlements, s.cents = s.clues+1, s.settlements+m.settlements, s.cents+m.fundCents
+				s.clues, s.settlements, s.cents = s.clues+g.leads, s.settlements+g.settlements, s.cents+g.fundCents
 			}
 		}
 	})

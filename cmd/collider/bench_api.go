@@ -52,11 +52,11 @@ func quantile(ls []time.Duration, q float64) time.Duration {
 func (r loadResult) quantile(q float64) time.Duration { return quantile(r.latencies, q) }
 
 type benchAPIFlags struct {
-	dir, memoryLimit, cpuProfile, mixProfile string
-	clues, settlements                   int64
-	clients, single, pageRounds, cacheMB int
-	idle, draftTimeout                   time.Duration
-	busy, runaway, pages                 bool
+	dir, memoryLimit, cpuProfile, mixProfile, pagesProfile string
+	clues, settlements                                     int64
+	clients, single, pageRounds, cacheMB                   int
+	idle, draftTimeout                                     time.Duration
+	busy, runaway, pages                                   bool
 }
 
 func benchAPI(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -77,6 +77,7 @@ func benchAPI(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.BoolVar(&f.pages, "pages", true, "measure the pages /leads, /board, /batches/{id} next to the API")
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the single-client lead reads to this file")
 	fs.StringVar(&f.mixProfile, "mix-cpuprofile", "", "write a CPU profile of the idle phase's mix (server and clients: one process) to this file")
+	fs.StringVar(&f.pagesProfile, "pages-cpuprofile", "", "write a CPU profile of the pages phase to this file")
 	fs.StringVar(&f.memoryLimit, "memory-limit", "8GB", "DuckDB memory limit")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -205,6 +206,10 @@ func (bs *benchServer) phases(ctx context.Context, f benchAPIFlags, stdout, stde
 	}
 	printMix(stdout, f.clients, results)
 	if f.pages {
+		if stopProfile, err = cpuProfile(f.pagesProfile); err != nil {
+			return err
+		}
+		defer stopProfile()
 		return bs.pagesPhase(ctx, f.pageRounds, stdout, stderr)
 	}
 	return nil

@@ -1,0 +1,65 @@
+// This file keeps the leads in memory also as groups: leads that agree on
+// everything a filter, a count or a board looks at (batch, model and
+// version, severity, city, status, outcome, due date, ever accepted), with
+// their sums. A province's million leads fall into a few thousand groups,
+// so the inbox's tabs, the board, a batch's breakdowns and the count of a
+// clue list add up groups instead of reading every lead. The writers that
+// change a lead move it between groups in the same critical section.
+package casebook
+
+import "context"
+
+// groupKey is what a group's leads agree on.
+type groupKey struct {
+	batch                                  int64
+	model, version, severity, city, status string
+	outcome, due                           string
+	accepted                               bool
+}
+
+// group is a group's leads, summed. proto carries the key in a lead's
+// fields, so that the conditions written for leads select groups too.
+type group struct {
+	proto                                         memLead
+	leads, settlements, fundCents, recoveredCents int64
+}
+
+func keyOf(m *memLead) groupKey {
+	return groupKey{batch: m.batch, model: m.model, version: m.version, severity: m.severity, city: m.City, status: m.Status,
+		outcome: m.Outcome, due: m.DueDate, accepted: m.accepted}
+}
+
+type groups map[groupKey]*group
+
+// add counts a lead in its group (sign 1) or takes it out (sign -1); a
+// group left without leads is dropped.
+func (gs groups) add(m *memLead, sign int64) {
+	k := keyOf(m)
+	g := gs[k]
+	if g == nil {
+		g = &group{proto: memLead{batch: k.batch, model: k.model, version: k.version, severity: k.severity, accepted: k.accepted}}
+		g.proto.City, g.proto.Status, g.proto.Outcome, g.proto.DueDate = k.city, k.status, k.outcome, k.due
+		gs[k] = g
+	}
+	g.leads += sign
+	g.settlements += sign * m.settlements
+	g.fundCents += sign * m.fundCents
+	g.recoveredCents += sign * m.recoveredCents
+	if g.leads == 0 {
+		delete(gs, k)
+	}
+}
+
+// groupLeads groups leads.
+func groupLeads(leads []memLead) groups {
+	gs := groups{}
+	for i := range leads {
+		gs.add(&leads[i], 1)
+	}
+	return gs
+}
+
+// groupsView runs f over the groups, loading the leads first if need be.
+func (c *Casebook) groupsView(ctx context.Context, f func(gs groups)) error {
+	return c.memoryView(ctx, func(_ []memLead, gs groups) { f(gs) })
+}
