@@ -40,6 +40,9 @@ import (
 	"collider/store"
 )
 
+// sandboxNice is a draft's nice value.
+const sandboxNice = 10
+
 // SandboxEnv is set in a sandbox child's environment.
 const SandboxEnv = "COLLIDER_SANDBOX"
 
@@ -193,7 +196,7 @@ func (sb *Sandbox) spawn(ctx context.Context, req sandboxRequest, lim SandboxLim
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}
 	// The API and the nightly run come first.
-	syscall.Setpriority(syscall.PRIO_PROCESS, cmd.Process.Pid, 10)
+	syscall.Setpriority(syscall.PRIO_PROCESS, cmd.Process.Pid, sandboxNice)
 	waitErr := cmd.Wait()
 	log := sb.log().With("seconds", time.Since(start).Seconds())
 	switch {
@@ -255,6 +258,12 @@ func SandboxMain() {
 	// The child's own log goes to standard error, which the parent keeps
 	// for diagnostics; standard output is the answer alone.
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	// The API and the nightly run come first: every thread of the child,
+	// DuckDB's included (they inherit it), runs at nice 10. (The parent
+	// renices the child's first thread too, for the moments before this.)
+	if err := store.LowerProcess(sandboxNice); err != nil {
+		slog.Warn("sandbox: could not lower the draft's priority", "err", err)
+	}
 	resp := serveSandbox(context.Background(), os.Stdin)
 	json.NewEncoder(os.Stdout).Encode(resp)
 	os.Exit(0)

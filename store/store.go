@@ -63,6 +63,10 @@ type Options struct {
 	// Lock locks the configuration once the store is open: no SQL can
 	// change a setting (memory, threads, paths) afterwards. For sandboxes.
 	Lock bool
+	// WorkerNice raises the nice value of DuckDB's worker threads (Linux):
+	// a server's nightly run and drafts give way to the people reading,
+	// and take every core when nobody does. 0: the process's own.
+	WorkerNice int
 }
 
 // Store is the one owner of the DuckDB database.
@@ -139,33 +143,52 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		dsn += "?access_mode=read_only"
 	}
 	first := true
-	connector, err := duckdb.NewConnector(dsn, func(execer driver.ExecerContext) error {
-		// Settings and the attachment belong to the database instance; do
-		// them once, on the first connection.
-		if !first {
-			return nil
-		}
-		first = false
-		for _, q := range append(settings, attach...) {
-			if _, err := execer.ExecContext(ctx, q, nil); err != nil {
-				return fmt.Errorf("%s: %w", q, err)
+	var connector *duckdb.Connector
+	var db *sql.DB
+	open := func() {
+		connector, err = duckdb.NewConnector(dsn, func(execer driver.ExecerContext) error {
+			// Settings and the attachment belong to the database instance; do
+			// them once, on the first connection.
+			if !first {
+				return nil
 			}
+			first = false
+			for _, q := range append(settings, attach...) {
+				if _, err := execer.ExecContext(ctx, q, nil); err != nil {
+					return fmt.Errorf("%s: %w", q, err)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			err = openError(opts.Dir, feedsPath, err)
+			return
 		}
-		return nil
-	})
+		if err = os.MkdirAll(opts.TempDir, 0o750); err != nil {
+			err = fmt.Errorf("store: %w", err)
+			return
+		}
+		// The first connection makes the settings (SET threads starts the
+		// workers) on this thread.
+		db = sql.OpenDB(connector)
+		if err = db.PingContext(ctx); err != nil {
+			db.Close()
+			err = openError(opts.Dir, opts.Dir, err)
+		}
+	}
+	if opts.WorkerNice > 0 {
+		if nerr := onNicedThread(opts.WorkerNice, open); nerr != nil {
+			return nil, fmt.Errorf("store: lowering DuckDB's workers: %w", nerr)
+		}
+	} else {
+		open()
+	}
 	if err != nil {
-		return nil, openError(opts.Dir, feedsPath, err)
+		return nil, err
 	}
-	if err := os.MkdirAll(opts.TempDir, 0o750); err != nil {
-		return nil, fmt.Errorf("store: %w", err)
-	}
-	s := &Store{DB: sql.OpenDB(connector), opts: opts}
+	s := &Store{DB: db, opts: opts}
 	s.DB.SetMaxOpenConns(16)
 	s.DB.SetMaxIdleConns(4)
-	if err := s.DB.PingContext(ctx); err != nil {
-		s.Close()
-		return nil, openError(opts.Dir, opts.Dir, err)
-	}
 	if !opts.ReadOnly {
 		if err := s.migrate(ctx, opts.FeedsOnly); err != nil {
 			s.Close()
@@ -266,6 +289,10 @@ func DefaultMemoryLimit() string {
 	}
 	return fmt.Sprintf("%dMB", total*6/10/(1<<20))
 }
+
+// PhysicalMemory is the memory the process may use: the cgroup's limit, or
+// the machine's; 0 if unknown.
+func PhysicalMemory() uint64 { return physicalMemory() }
 
 func physicalMemory() uint64 {
 	// cgroup limit first: in a container DuckDB would otherwise size itself from the host.

@@ -110,6 +110,7 @@ type benchCity struct {
 }
 
 func runBenchAPI(ctx context.Context, f benchAPIFlags, stdout, stderr io.Writer) error {
+	tuneGC() // as serve does
 	os.RemoveAll(f.dir)
 	big := filepath.Join(f.dir, "big")
 	if f.busy {

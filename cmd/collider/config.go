@@ -35,7 +35,8 @@ type Config struct {
 	Server        string        `yaml:"server"`         // COLLIDER_SERVER, --server (the client's server URL)
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"` // COLLIDER_SHUTDOWN_GRACE, --shutdown-grace
 	MaxTempSize   string        `yaml:"max_temp_size"`  // COLLIDER_MAX_TEMP_SIZE, --max-temp-size (DuckDB max_temp_directory_size)
-	ReadCacheMB   int           `yaml:"read_cache_mb"`  // COLLIDER_READ_CACHE_MB, --read-cache-mb (clues and event lists read by the API and pages)
+	ReadCacheMB   int           `yaml:"read_cache_mb"`  // COLLIDER_READ_CACHE_MB, --read-cache-mb (clues read by the API and pages)
+	WorkerNice    int           `yaml:"worker_nice"`    // COLLIDER_WORKER_NICE, --worker-nice (DuckDB's worker threads; 0: the process's)
 
 	BackupSchedule string `yaml:"backup_schedule"` // COLLIDER_BACKUP_SCHEDULE, --backup-schedule (cron, Asia/Shanghai; "off")
 	BackupDir      string `yaml:"backup_dir"`      // COLLIDER_BACKUP_DIR, --backup-dir (default DATA/backups)
@@ -51,7 +52,7 @@ type Config struct {
 func defaultConfig() Config {
 	lim := jobs.SandboxLimits{}.WithDefaults()
 	return Config{Schedule: jobs.DefaultSchedule, Addr: ":8080", DueDaysHigh: 30, DueDaysOther: 60,
-		ShutdownGrace: 30 * time.Second, ReadCacheMB: casebook.DefaultReadCacheBytes >> 20, Server: "http://127.0.0.1:8080", BackupSchedule: "off", BackupKeep: 7,
+		ShutdownGrace: 30 * time.Second, WorkerNice: 10, ReadCacheMB: casebook.DefaultReadCacheBytes >> 20, Server: "http://127.0.0.1:8080", BackupSchedule: "off", BackupKeep: 7,
 		DraftTimeout: lim.Timeout, DraftMemoryLimit: lim.MemoryLimit, DraftThreads: lim.Threads}
 }
 
@@ -113,7 +114,7 @@ func loadConfig(args []string) (Config, error) {
 	str("COLLIDER_DRAFT_MEMORY_LIMIT", &cfg.DraftMemoryLimit)
 	for name, p := range map[string]*int{"COLLIDER_THREADS": &cfg.Threads, "COLLIDER_DUE_DAYS_HIGH": &cfg.DueDaysHigh,
 		"COLLIDER_DUE_DAYS_OTHER": &cfg.DueDaysOther, "COLLIDER_BACKUP_KEEP": &cfg.BackupKeep, "COLLIDER_DRAFT_THREADS": &cfg.DraftThreads,
-		"COLLIDER_READ_CACHE_MB": &cfg.ReadCacheMB} {
+		"COLLIDER_READ_CACHE_MB": &cfg.ReadCacheMB, "COLLIDER_WORKER_NICE": &cfg.WorkerNice} {
 		if err := num(name, p); err != nil {
 			return cfg, err
 		}
@@ -137,6 +138,7 @@ func (c *Config) storeFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.MemoryLimit, "memory-limit", c.MemoryLimit, "DuckDB memory limit, e.g. 8GB (default 60% of RAM; env COLLIDER_MEMORY_LIMIT)")
 	fs.IntVar(&c.Threads, "threads", c.Threads, "DuckDB threads (default: CPUs; env COLLIDER_THREADS)")
 	fs.StringVar(&c.TempDir, "temp-dir", c.TempDir, "where DuckDB spills when a query outgrows the memory limit (default DATA/tmp; env COLLIDER_TEMP_DIR)")
+	fs.IntVar(&c.WorkerNice, "worker-nice", c.WorkerNice, "nice value of DuckDB's worker threads: runs give way to the API's readers, and use every core when nobody reads (0-19; env COLLIDER_WORKER_NICE)")
 	fs.StringVar(&c.MaxTempSize, "max-temp-size", c.MaxTempSize, "the most DuckDB spills to the temp directory, e.g. 50GB (default: 90% of its free disk; env COLLIDER_MAX_TEMP_SIZE)")
 }
 
@@ -182,6 +184,9 @@ func (c *Config) validate() error {
 	}
 	if c.BackupKeep < 1 {
 		return fmt.Errorf("backup_keep must be 1 or more, not %d", c.BackupKeep)
+	}
+	if c.WorkerNice < 0 || c.WorkerNice > 19 {
+		return fmt.Errorf("worker_nice is 0 to 19, not %d", c.WorkerNice)
 	}
 	if c.DraftTimeout <= 0 || c.DraftThreads <= 0 {
 		return fmt.Errorf("draft_timeout and draft_threads must be positive")

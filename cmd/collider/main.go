@@ -127,7 +127,7 @@ func storeOptions(cfg Config, files ...string) (store.Options, error) {
 		files = append(files, cfg.Inbox)
 	}
 	return store.Options{Dir: cfg.Data, MemoryLimit: cfg.MemoryLimit, Threads: cfg.Threads, TempDir: cfg.TempDir,
-		MaxTempSize: cfg.MaxTempSize, Files: files}, nil
+		MaxTempSize: cfg.MaxTempSize, Files: files, WorkerNice: cfg.WorkerNice}, nil
 }
 
 // snapshotDir holds the drafts' pseudonymized snapshot.

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -73,6 +74,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 // The models are the shipped ones and what the store's history made live;
 // files (of --models DIR) that differ become pending versions.
 func serve(ctx context.Context, s *store.Store, cfg Config, ln net.Listener, log *slog.Logger, files []*models.Model, stderr io.Writer) error {
+	tuneGC()
 	if err := jobs.MarkInterrupted(ctx, s.DB); err != nil {
 		return err
 	}
@@ -164,4 +166,18 @@ func serve(ctx context.Context, s *store.Store, cfg Config, ln net.Listener, log
 		return nil
 	}
 	return err
+}
+
+// tuneGC trades memory for the API's latency: the garbage collector runs a
+// fifth as often (GOGC 400: its marking took a tenth of the CPU under a
+// hundred clients), and sooner only when the heap nears a fifth of the
+// memory (DuckDB's limit is 60 %). GOGC and GOMEMLIMIT in the environment
+// win.
+func tuneGC() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
+	if m := store.PhysicalMemory(); m > 0 && os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(int64(m / 5))
+	}
 }

@@ -8,10 +8,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"collider/store"
 )
 
 // server is a running `collider serve` subprocess.
@@ -242,5 +245,27 @@ func TestServe_ShutdownDuringRunRollsBackAndExits(t *testing.T) {
 	r := collider(t, nil, "run", "--data", data, "--inbox", inbox)
 	if r.code != 0 {
 		t.Fatalf("the next run: %d %s", r.code, r.stderr)
+	}
+}
+
+// The server's garbage collector runs at GOGC 400 under a fifth of the
+// memory, unless the environment says otherwise.
+func TestTuneGC_UnlessTheEnvironmentSays(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	t.Setenv("GOGC", "")
+	t.Setenv("GOMEMLIMIT", "")
+	tuneGC()
+	if got := debug.SetGCPercent(100); got != 400 {
+		t.Fatalf("GOGC %d", got)
+	}
+	if got, want := debug.SetMemoryLimit(-1), int64(store.PhysicalMemory()/5); got != want {
+		t.Fatalf("memory limit %d, want %d", got, want)
+	}
+	t.Setenv("GOGC", "150")
+	debug.SetGCPercent(150)
+	tuneGC()
+	if got := debug.SetGCPercent(100); got != 150 {
+		t.Fatalf("GOGC %d with GOGC=150 in the environment", got)
 	}
 }
