@@ -7,7 +7,10 @@
 // change a lead move it between groups in the same critical section.
 package casebook
 
-import "context"
+import (
+	"context"
+	"sort"
+)
 
 // groupKey is what a group's leads agree on.
 type groupKey struct {
@@ -61,5 +64,41 @@ func groupLeads(leads []memLead) groups {
 
 // groupsView runs f over the groups, loading the leads first if need be.
 func (c *Casebook) groupsView(ctx context.Context, f func(gs groups)) error {
-	return c.memoryView(ctx, func(_ []memLead, gs groups) { f(gs) })
+	return c.memoryView(ctx, func(mem *leadMemory) { f(mem.groups) })
+}
+
+// cityIndex is the ids of each city's leads, ascending: an inbox sorted by
+// due date or score reads its city's leads, not the province's.
+type cityIndex map[string][]int64
+
+func indexCities(leads []memLead) cityIndex {
+	ci := cityIndex{}
+	for i := range leads {
+		ci[leads[i].City] = append(ci[leads[i].City], leads[i].ID)
+	}
+	return ci
+}
+
+func (ci cityIndex) add(city string, id int64) {
+	ids := ci[city]
+	i := sort.Search(len(ids), func(i int) bool { return ids[i] >= id })
+	if i < len(ids) && ids[i] == id {
+		return
+	}
+	ids = append(ids, 0)
+	copy(ids[i+1:], ids[i:])
+	ids[i] = id
+	ci[city] = ids
+}
+
+func (ci cityIndex) remove(city string, id int64) {
+	ids := ci[city]
+	i := sort.Search(len(ids), func(i int) bool { return ids[i] >= id })
+	if i < len(ids) && ids[i] == id {
+		// A new slice: a reader may hold the old one.
+		ci[city] = append(ids[:i:i], ids[i+1:]...)
+	}
+	if len(ci[city]) == 0 {
+		delete(ci, city)
+	}
 }

@@ -53,6 +53,7 @@ type leadMemory struct {
 	loaded  bool
 	leads   []memLead // by lead id
 	groups  groups    // the same leads, grouped
+	cities  cityIndex // their ids by city
 }
 
 // memColumns are a lead's columns with its clue's that memory keeps; the
@@ -182,9 +183,9 @@ func (c *Casebook) LoadLeads(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	gs := groupLeads(leads)
+	gs, ci := groupLeads(leads), indexCities(leads)
 	c.mem.mu.Lock()
-	c.mem.leads, c.mem.groups, c.mem.loaded = leads, gs, true
+	c.mem.leads, c.mem.groups, c.mem.cities, c.mem.loaded = leads, gs, ci, true
 	c.mem.mu.Unlock()
 	c.cache.clear()
 	return nil
@@ -194,19 +195,19 @@ func (c *Casebook) LoadLeads(ctx context.Context) error {
 // that did not go through Act or Publish: Synthesize, tests).
 func (c *Casebook) forgetLeads() {
 	c.mem.mu.Lock()
-	c.mem.leads, c.mem.groups, c.mem.loaded = nil, nil, false
+	c.mem.leads, c.mem.groups, c.mem.cities, c.mem.loaded = nil, nil, nil, false
 	c.mem.mu.Unlock()
 	c.cache.clear()
 }
 
 // leadsView runs f over the leads in memory, loading them first if need be.
 func (c *Casebook) leadsView(ctx context.Context, f func(leads []memLead)) error {
-	return c.memoryView(ctx, func(leads []memLead, _ groups) { f(leads) })
+	return c.memoryView(ctx, func(mem *leadMemory) { f(mem.leads) })
 }
 
-// memoryView runs f over the leads in memory and their groups, loading
-// them first if need be.
-func (c *Casebook) memoryView(ctx context.Context, f func(leads []memLead, gs groups)) error {
+// memoryView runs f over the leads in memory, their groups and index,
+// loading them first if need be. f only reads.
+func (c *Casebook) memoryView(ctx context.Context, f func(mem *leadMemory)) error {
 	c.mem.mu.RLock()
 	if !c.mem.loaded {
 		c.mem.mu.RUnlock()
@@ -216,7 +217,7 @@ func (c *Casebook) memoryView(ctx context.Context, f func(leads []memLead, gs gr
 		c.mem.mu.RLock()
 	}
 	defer c.mem.mu.RUnlock()
-	f(c.mem.leads, c.mem.groups)
+	f(&c.mem)
 	return nil
 }
 
@@ -272,6 +273,9 @@ func (c *Casebook) commitLeads(tx *sql.Tx, apply func(mem *leadMemory)) error {
 // memory has already is kept as it is), and to their groups.
 func (mem *leadMemory) appendLeads(added []memLead) {
 	mem.leads = appendLeads(mem.leads, added, mem.groups)
+	for i := range added {
+		mem.cities.add(added[i].City, added[i].ID)
+	}
 }
 
 func appendLeads(leads, added []memLead, gs groups) []memLead {
@@ -305,6 +309,10 @@ func (mem *leadMemory) applyAction(a Action, e Event) {
 	m := &mem.leads[i]
 	mem.groups.add(m, -1)
 	defer mem.groups.add(m, 1)
+	if m.City != e.City {
+		mem.cities.remove(m.City, m.ID)
+		mem.cities.add(e.City, m.ID)
+	}
 	to, city, note, now := e.To, e.City, e.Note, e.At
 	m.Status, m.City, m.UpdatedAt = to, city, now
 	if a.Outcome != "" {

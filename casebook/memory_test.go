@@ -79,9 +79,13 @@ func TestMemory_AfterEveryWriteEqualsTheTablesReadAgain(t *testing.T) {
 			t.Fatalf("after %s: %d leads in memory, %d in the tables", step, len(got), len(want))
 		}
 		var got groups
-		f.cb.memoryView(ctx, func(_ []memLead, gs groups) { got = maps.Clone(gs) })
+		var cities cityIndex
+		f.cb.memoryView(ctx, func(mem *leadMemory) { got, cities = maps.Clone(mem.groups), maps.Clone(mem.cities) })
 		if want := groupLeads(f.reloaded(t)); !reflect.DeepEqual(got, want) {
 			t.Fatalf("after %s, the groups in memory:\n%v\nof the leads in the tables:\n%v", step, got, want)
+		}
+		if want := indexCities(f.reloaded(t)); !reflect.DeepEqual(cities, want) {
+			t.Fatalf("after %s, the city index in memory:\n%v\nof the leads in the tables:\n%v", step, cities, want)
 		}
 	}
 	check("loading")

@@ -76,8 +76,9 @@ func (c *Casebook) InboxPage(ctx context.Context, u User, q InboxQuery) (Inbox, 
 	}
 	limit, today := domain.PageLimit(q.Limit), c.today()
 	var page []memLead
-	err = c.memoryView(ctx, func(leads []memLead, gs groups) {
-		for _, g := range gs {
+	err = c.memoryView(ctx, func(mem *leadMemory) {
+		leads := mem.leads
+		for _, g := range mem.groups {
 			if match(&g.proto, today) {
 				in.ByStatus[g.proto.Status] += g.leads
 			}
@@ -92,6 +93,14 @@ func (c *Casebook) InboxPage(ctx context.Context, u User, q InboxQuery) (Inbox, 
 			for i := start; i < len(leads) && len(page) < limit; i++ {
 				if want(&leads[i]) {
 					page = append(page, leads[i])
+				}
+			}
+			return
+		}
+		if city := inboxCity(u, q); city != "" {
+			for _, id := range mem.cities[city] {
+				if i := find(leads, id); i >= 0 && want(&leads[i]) {
+					page = topK(page, leads[i], limit, before)
 				}
 			}
 			return
@@ -143,6 +152,14 @@ func (c *Casebook) inboxRow(u User, q InboxQuery, m *memLead, today string) Inbo
 	}
 	r.Cursor = rowCursor(q.Sort, r)
 	return r
+}
+
+// inboxCity is the one city an inbox shows, if it shows one.
+func inboxCity(u User, q InboxQuery) string {
+	if u.Role == RoleCity {
+		return u.City
+	}
+	return q.City
 }
 
 // inboxMatch is the condition of the leads u may see under q's filters,
