@@ -67,36 +67,39 @@ func (c *Casebook) groupsView(ctx context.Context, f func(gs groups)) error {
 	return c.memoryView(ctx, func(mem *leadMemory) { f(mem.groups) })
 }
 
-// cityIndex is the ids of each city's leads, ascending: an inbox sorted by
-// due date or score reads its city's leads, not the province's.
-type cityIndex map[string][]int64
+// cityIndex is the positions in memory of each city's leads, ascending:
+// an inbox sorted by due date or score reads its city's leads, not the
+// province's. A lead keeps its position (new leads come after the others;
+// when they do not, the index is made again).
+type cityIndex map[string][]int32
 
 func indexCities(leads []memLead) cityIndex {
 	ci := cityIndex{}
 	for i := range leads {
-		ci[leads[i].City] = append(ci[leads[i].City], leads[i].ID)
+		ci[leads[i].City] = append(ci[leads[i].City], int32(i))
 	}
 	return ci
 }
 
-func (ci cityIndex) add(city string, id int64) {
-	ids := ci[city]
-	i := sort.Search(len(ids), func(i int) bool { return ids[i] >= id })
-	if i < len(ids) && ids[i] == id {
+func (ci cityIndex) add(city string, pos int32) {
+	ps := ci[city]
+	i := sort.Search(len(ps), func(i int) bool { return ps[i] >= pos })
+	if i < len(ps) && ps[i] == pos {
 		return
 	}
-	ids = append(ids, 0)
-	copy(ids[i+1:], ids[i:])
-	ids[i] = id
-	ci[city] = ids
+	// A new slice when not appending: a reader may hold the old one.
+	if i == len(ps) {
+		ci[city] = append(ps, pos)
+		return
+	}
+	ci[city] = append(append(ps[:i:i], pos), ps[i:]...)
 }
 
-func (ci cityIndex) remove(city string, id int64) {
-	ids := ci[city]
-	i := sort.Search(len(ids), func(i int) bool { return ids[i] >= id })
-	if i < len(ids) && ids[i] == id {
-		// A new slice: a reader may hold the old one.
-		ci[city] = append(ids[:i:i], ids[i+1:]...)
+func (ci cityIndex) remove(city string, pos int32) {
+	ps := ci[city]
+	i := sort.Search(len(ps), func(i int) bool { return ps[i] >= pos })
+	if i < len(ps) && ps[i] == pos {
+		ci[city] = append(ps[:i:i], ps[i+1:]...)
 	}
 	if len(ci[city]) == 0 {
 		delete(ci, city)

@@ -272,9 +272,15 @@ func (c *Casebook) commitLeads(tx *sql.Tx, apply func(mem *leadMemory)) error {
 // appendLeads adds newly published leads to memory, in id order (a lead
 // memory has already is kept as it is), and to their groups.
 func (mem *leadMemory) appendLeads(added []memLead) {
+	before := len(mem.leads)
+	atTheEnd := before == 0 || len(added) == 0 || added[0].ID > mem.leads[before-1].ID
 	mem.leads = appendLeads(mem.leads, added, mem.groups)
-	for i := range added {
-		mem.cities.add(added[i].City, added[i].ID)
+	if !atTheEnd { // positions moved
+		mem.cities = indexCities(mem.leads)
+		return
+	}
+	for i := before; i < len(mem.leads); i++ {
+		mem.cities.add(mem.leads[i].City, int32(i))
 	}
 }
 
@@ -310,8 +316,8 @@ func (mem *leadMemory) applyAction(a Action, e Event) {
 	mem.groups.add(m, -1)
 	defer mem.groups.add(m, 1)
 	if m.City != e.City {
-		mem.cities.remove(m.City, m.ID)
-		mem.cities.add(e.City, m.ID)
+		mem.cities.remove(m.City, int32(i))
+		mem.cities.add(e.City, int32(i))
 	}
 	to, city, note, now := e.To, e.City, e.Note, e.At
 	m.Status, m.City, m.UpdatedAt = to, city, now

@@ -97,18 +97,22 @@ func (c *Casebook) InboxPage(ctx context.Context, u User, q InboxQuery) (Inbox, 
 			}
 			return
 		}
+		var top []int32 // positions in leads
 		if city := inboxCity(u, q); city != "" {
-			for _, id := range mem.cities[city] {
-				if i := find(leads, id); i >= 0 && want(&leads[i]) {
-					page = topK(page, leads[i], limit, before)
+			for _, i := range mem.cities[city] {
+				if want(&leads[i]) {
+					top = topK(top, leads, i, limit, before)
 				}
 			}
-			return
-		}
-		for i := range leads {
-			if want(&leads[i]) {
-				page = topK(page, leads[i], limit, before)
+		} else {
+			for i := range leads {
+				if want(&leads[i]) {
+					top = topK(top, leads, int32(i), limit, before)
+				}
 			}
+		}
+		for _, i := range top {
+			page = append(page, leads[i])
 		}
 	})
 	if err != nil {
@@ -128,18 +132,19 @@ func (c *Casebook) InboxPage(ctx context.Context, u User, q InboxQuery) (Inbox, 
 	return in, c.auditView(ctx, u, "leads?"+q.describe(), len(in.Rows))
 }
 
-// topK inserts m into page, kept sorted by before and at most k long.
-func topK(page []memLead, m memLead, k int, before func(a, b *memLead) bool) []memLead {
-	if len(page) == k && !before(&m, &page[k-1]) {
-		return page
+// topK inserts the lead at position m into top (positions in leads), kept
+// sorted by before and at most k long.
+func topK(top []int32, leads []memLead, m int32, k int, before func(a, b *memLead) bool) []int32 {
+	if len(top) == k && !before(&leads[m], &leads[top[k-1]]) {
+		return top
 	}
-	i := sort.Search(len(page), func(i int) bool { return before(&m, &page[i]) })
-	if len(page) < k {
-		page = append(page, memLead{})
+	i := sort.Search(len(top), func(i int) bool { return before(&leads[m], &leads[top[i]]) })
+	if len(top) < k {
+		top = append(top, 0)
 	}
-	copy(page[i+1:], page[i:])
-	page[i] = m
-	return page
+	copy(top[i+1:], top[i:])
+	top[i] = m
+	return top
 }
 
 func (c *Casebook) inboxRow(u User, q InboxQuery, m *memLead, today string) InboxRow {
