@@ -142,47 +142,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if opts.ReadOnly {
 		dsn += "?access_mode=read_only"
 	}
-	first := true
-	var connector *duckdb.Connector
-	var db *sql.DB
-	open := func() {
-		connector, err = duckdb.NewConnector(dsn, func(execer driver.ExecerContext) error {
-			// Settings and the attachment belong to the database instance; do
-			// them once, on the first connection.
-			if !first {
-				return nil
-			}
-			first = false
-			for _, q := range append(settings, attach...) {
-				if _, err := execer.ExecContext(ctx, q, nil); err != nil {
-					return fmt.Errorf("%s: %w", q, err)
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			err = openError(opts.Dir, feedsPath, err)
-			return
-		}
-		if err = os.MkdirAll(opts.TempDir, 0o750); err != nil {
-			err = fmt.Errorf("store: %w", err)
-			return
-		}
-		// The first connection makes the settings (SET threads starts the
-		// workers) on this thread.
-		db = sql.OpenDB(connector)
-		if err = db.PingContext(ctx); err != nil {
-			db.Close()
-			err = openError(opts.Dir, opts.Dir, err)
-		}
-	}
-	if opts.WorkerNice > 0 {
-		if nerr := onNicedThread(opts.WorkerNice, open); nerr != nil {
-			return nil, fmt.Errorf("store: lowering DuckDB's workers: %w", nerr)
-		}
-	} else {
-		open()
-	}
+	db, err := openDB(ctx, opts, dsn, feedsPath, append(settings, attach...))
 	if err != nil {
 		return nil, err
 	}
@@ -288,6 +248,55 @@ func DefaultMemoryLimit() string {
 		return "4GB"
 	}
 	return fmt.Sprintf("%dMB", total*6/10/(1<<20))
+}
+
+// openDB opens the database instance and makes its first connection, which
+// runs the statements (settings, attachments): on a thread of its own at
+// opts.WorkerNice when that is set, so that DuckDB's workers start there.
+func openDB(ctx context.Context, opts Options, dsn, feedsPath string, statements []string) (*sql.DB, error) {
+	var db *sql.DB
+	var err error
+	first := true
+	open := func() {
+		var connector *duckdb.Connector
+		connector, err = duckdb.NewConnector(dsn, func(execer driver.ExecerContext) error {
+			// Settings and the attachment belong to the database instance; do
+			// them once, on the first connection.
+			if !first {
+				return nil
+			}
+			first = false
+			for _, q := range statements {
+				if _, err := execer.ExecContext(ctx, q, nil); err != nil {
+					return fmt.Errorf("%s: %w", q, err)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			err = openError(opts.Dir, feedsPath, err)
+			return
+		}
+		if err = os.MkdirAll(opts.TempDir, 0o750); err != nil {
+			err = fmt.Errorf("store: %w", err)
+			return
+		}
+		// The first connection makes the settings (SET threads starts the
+		// workers) on this thread.
+		db = sql.OpenDB(connector)
+		if err = db.PingContext(ctx); err != nil {
+			db.Close()
+			err = openError(opts.Dir, opts.Dir, err)
+		}
+	}
+	if opts.WorkerNice <= 0 {
+		open()
+		return db, err
+	}
+	if nerr := onNicedThread(opts.WorkerNice, open); nerr != nil {
+		return nil, fmt.Errorf("store: lowering DuckDB's workers: %w", nerr)
+	}
+	return db, err
 }
 
 // PhysicalMemory is the memory the process may use: the cgroup's limit, or
