@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
@@ -40,15 +39,14 @@ type Clue struct {
 	Status          string          `json:"status,omitempty"` // the lead's status
 
 	// encoded is Evidence when it was made as encoding/json writes it (the
-	// read cache's clues): AppendJSON copies it without checking it again.
-	// Evidence set to anything else is checked.
+	// clues of memory and the read cache): AppendJSON copies it without
+	// checking it again. Evidence set to anything else is checked.
 	encoded json.RawMessage
 }
 
-// setEvidence keeps evidence as encoding/json writes it, made so once.
-func (cl *Clue) setEvidence(raw string) {
-	cl.Evidence = appendJSONRaw(nil, json.RawMessage(raw))
-	cl.encoded = cl.Evidence
+// setEncodedEvidence sets evidence already as encoding/json writes it.
+func (cl *Clue) setEncodedEvidence(evidence json.RawMessage) {
+	cl.Evidence, cl.encoded = evidence, evidence
 }
 
 // Mask hides personal data for readers who may not see it, in every field
@@ -88,7 +86,7 @@ func scanClue(s interface{ Scan(...any) error }, cl *Clue) error {
 		return err
 	}
 	cl.Reasons, cl.SettlementIDs = splitList(reasons), splitList(ids)
-	cl.setEvidence(evidence)
+	cl.Evidence = json.RawMessage(evidence)
 	if first.Valid {
 		cl.FirstVisit = domain.WallPtr(&first.Time)
 	}
@@ -168,10 +166,7 @@ func clueMatch(u User, f ClueFilter, today string) (func(m *memLead) bool, error
 	if _, _, err := clueScope(u, f); err != nil {
 		return nil, err
 	}
-	city := f.City
-	if u.Role == RoleCity {
-		city = u.City
-	}
+	city := cityOf(u, f.City)
 	return func(m *memLead) bool {
 		return (city == "" || m.City == city) && (f.Batch <= 0 || m.batch == f.Batch) && (f.Model == "" || m.model == f.Model) &&
 			(f.Severity == "" || m.severity == f.Severity) && (f.Status == "" || m.Status == f.Status) && (!f.Overdue || m.overdue(today))
@@ -186,13 +181,13 @@ func (c *Casebook) Clues(ctx context.Context, u User, f ClueFilter) ([]Clue, err
 	}
 	limit := domain.PageLimit(f.Limit)
 	var page []memLead
-	err = c.leadsView(ctx, func(leads []memLead) {
-		start := sort.Search(len(leads), func(i int) bool { return leads[i].ID > f.After })
-		for i := start; i < len(leads) && len(page) < limit; i++ {
-			if match(&leads[i]) {
-				page = append(page, leads[i])
+	err = c.memoryView(ctx, func(mem *leadMemory) {
+		mem.each(cityOf(u, f.City), idAbove(f.After), func(i int32) bool {
+			if match(&mem.leads[i]) {
+				page = append(page, mem.leads[i])
 			}
-		}
+			return len(page) < limit
+		})
 	})
 	if err != nil {
 		return nil, err

@@ -73,6 +73,34 @@ func (c *Casebook) groupsView(ctx context.Context, f func(gs groups)) error {
 // when they do not, the index is made again).
 type cityIndex map[string][]int32
 
+// each calls visit with the positions of city's leads (every lead's when
+// city is ""), in id order, from the first that from accepts (from is
+// false, then true, along the ids; nil: the first), until visit says stop.
+func (mem *leadMemory) each(city string, from func(m *memLead) bool, visit func(i int32) bool) {
+	n, at := len(mem.leads), func(j int) int32 { return int32(j) }
+	if city != "" {
+		ps := mem.cities[city]
+		n, at = len(ps), func(j int) int32 { return ps[j] }
+	}
+	start := 0
+	if from != nil {
+		start = sort.Search(n, func(j int) bool { return from(&mem.leads[at(j)]) })
+	}
+	for j := start; j < n && visit(at(j)); j++ {
+	}
+}
+
+// idAbove is each's from for an id cursor.
+func idAbove(id int64) func(m *memLead) bool { return func(m *memLead) bool { return m.ID > id } }
+
+// cityOf is the one city u reads under a filter's city: a city user's own.
+func cityOf(u User, city string) string {
+	if u.Role == RoleCity {
+		return u.City
+	}
+	return city
+}
+
 func indexCities(leads []memLead) cityIndex {
 	ci := cityIndex{}
 	for i := range leads {

@@ -44,10 +44,10 @@ func randomClue(r *rand.Rand) *Clue {
 		switch r.IntN(3) {
 		case 0: // as a caller sets it
 			cl.Evidence = json.RawMessage(e)
-		case 1: // as the read cache keeps it, encoded once
-			cl.setEvidence(e)
+		case 1: // as memory and the read cache make it, encoded once
+			cl.setEncodedEvidence(appendJSONRaw(nil, json.RawMessage(e)))
 		case 2: // encoded once, then replaced (masked): checked again
-			cl.setEvidence(e)
+			cl.setEncodedEvidence(appendJSONRaw(nil, json.RawMessage(e)))
 			cl.Evidence = json.RawMessage(evidence[1+r.IntN(len(evidence)-1)])
 		}
 	}

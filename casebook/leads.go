@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
@@ -322,21 +321,16 @@ func (c *Casebook) lead(ctx context.Context, u User, id int64, scoped bool) (Lea
 
 // Events returns a lead's events, oldest first, from memory.
 func (c *Casebook) Events(ctx context.Context, u User, leadID int64) ([]Event, error) {
-	var out []Event
-	found := false
-	err := c.leadsView(ctx, func(leads []memLead) {
-		if i := find(leads, leadID); i >= 0 && canSee(u, leads[i].City) {
-			found, out = true, append(out, leads[i].events...)
-		}
-	})
+	m, ok, err := c.memLeadByID(ctx, leadID)
 	if err != nil {
 		return nil, err
 	}
-	if !found {
+	if !ok || !canSee(u, m.City) {
 		return nil, domain.Errorf(domain.ENOTFOUND, "no lead %d", leadID)
 	}
-	// The events are the lead's: seeing them is seeing the lead.
-	return out, c.auditView(ctx, u, fmt.Sprintf("lead %d", leadID), 1)
+	// The events are the lead's: seeing them is seeing the lead. (An
+	// action only appends past the length this copy holds.)
+	return append([]Event(nil), m.events...), c.auditView(ctx, u, fmt.Sprintf("lead %d", leadID), 1)
 }
 
 // LeadFilter narrows a lead list.
@@ -358,20 +352,15 @@ func (c *Casebook) Leads(ctx context.Context, u User, f LeadFilter) ([]Lead, err
 			return nil, err
 		}
 	}
-	city := f.City
-	if u.Role == RoleCity {
-		city = u.City
-	}
 	limit, today := domain.PageLimit(f.Limit), c.today()
 	var out []Lead
-	err := c.leadsView(ctx, func(leads []memLead) {
-		start := sort.Search(len(leads), func(i int) bool { return leads[i].ID > f.After })
-		for i := start; i < len(leads) && len(out) < limit; i++ {
-			m := &leads[i]
-			if (city == "" || m.City == city) && (f.Status == "" || m.Status == f.Status) && (!f.Overdue || m.overdue(today)) {
+	err := c.memoryView(ctx, func(mem *leadMemory) {
+		mem.each(cityOf(u, f.City), idAbove(f.After), func(i int32) bool {
+			if m := &mem.leads[i]; (f.Status == "" || m.Status == f.Status) && (!f.Overdue || m.overdue(today)) {
 				out = append(out, m.lead(today))
 			}
-		}
+			return len(out) < limit
+		})
 	})
 	return out, err
 }

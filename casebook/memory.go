@@ -1,8 +1,8 @@
 // This file keeps every lead in memory (leads are small: a province's
-// million is a few hundred MB), with what the lists filter, sort and count
-// on of its clue, and its events. Inboxes, lead lookups, events, scope
-// checks, counts and the board are answered from it without a query. DuckDB stays the system of
-// record: the two writers of leads (Act, Publish) change memory in the
+// million is a few hundred MB), with its events and its clue but for the
+// clue's settlements, narrative and evidence. Inboxes, lead lookups,
+// events, scope checks, counts and the board are answered from it without
+// a query. DuckDB stays the system of record: the two writers of leads (Act, Publish) change memory in the
 // same critical section as they commit, after the commit, so that memory
 // never shows what a rolled-back transaction wrote and never misses what
 // a committed one did.
@@ -53,7 +53,7 @@ type leadMemory struct {
 	loaded  bool
 	leads   []memLead // by lead id
 	groups  groups    // the same leads, grouped
-	cities  cityIndex // their ids by city
+	cities  cityIndex // their positions by city
 }
 
 // memColumns are a lead's columns with its clue's that memory keeps; the
@@ -367,8 +367,7 @@ func (m *memLead) clue(settlementIDs, narrative string, evidence []byte) *Clue {
 		f := m.followUpOf
 		cl.FollowUpOf = &f
 	}
-	cl.Evidence = evidence
-	cl.encoded = cl.Evidence
+	cl.setEncodedEvidence(evidence)
 	return cl
 }
 

@@ -158,7 +158,7 @@ func TestMemory_AClueFromMemoryIsItsRow(t *testing.T) {
 			t.Fatalf("lead %d: %v %v", want.ID, ok, err)
 		}
 		f.cb.cache.clear()
-		want.encoded = nil
+		want.Evidence = appendJSONRaw(nil, want.Evidence) // as the API answers it
 		for _, from := range []string{"a query", "the read cache"} {
 			got, err := f.cb.clueOf(ctx, &m)
 			if err != nil {
@@ -302,5 +302,24 @@ func TestReadCache_WarmReadsTheNewestCluesUntilFull(t *testing.T) {
 	}
 	if _, ok := f.cb.cache.get(cacheKey{'c', 3000}); !ok || f.cb.cache.size > 200<<10 {
 		t.Fatalf("the newest clue is not kept, or %d bytes", f.cb.cache.size)
+	}
+}
+
+// An export writes a clue's evidence as the clue stores it (a download is a
+// copy of the record, not an API answer: no escaping of <, > and &).
+func TestExport_WritesTheEvidenceAsStored(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.addLead(t, 100_000, "620100", "high")
+	stored := `[{"note": "A & B <药房>"}]`
+	if _, err := f.cb.DB.Exec("UPDATE casebook.clues SET evidence = ? WHERE clue_id = 100000", stored); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	if n, err := f.cb.Export(ctx, f.province, ClueFilter{}, "csv", &out); err != nil || n != 1 {
+		t.Fatalf("exported %d, %v", n, err)
+	}
+	if want := `"[{""note"": ""A & B <药房>""}]"`; !strings.Contains(out.String(), want) {
+		t.Fatalf("the export does not hold the stored evidence %s:\n%s", want, out.String())
 	}
 }

@@ -84,32 +84,22 @@ func (c *Casebook) InboxPage(ctx context.Context, u User, q InboxQuery) (Inbox, 
 			}
 		}
 		want := func(m *memLead) bool { return match(m, today) && (q.Status == "" || m.Status == q.Status) && after(m) }
-		if q.Sort == SortID || q.Sort == "" {
-			// Memory is in id order: the page is the first matches from the cursor.
-			start := 0
-			if q.Cursor != "" {
-				start = sort.Search(len(leads), func(i int) bool { return after(&leads[i]) })
-			}
-			for i := start; i < len(leads) && len(page) < limit; i++ {
-				if want(&leads[i]) {
-					page = append(page, leads[i])
-				}
-			}
-			return
-		}
 		var top []int32 // positions in leads
-		if city := inboxCity(u, q); city != "" {
-			for _, i := range mem.cities[city] {
+		if q.Sort == SortID || q.Sort == "" {
+			// The page is the first matches from the cursor.
+			mem.each(cityOf(u, q.City), after, func(i int32) bool {
+				if want(&leads[i]) {
+					top = append(top, i)
+				}
+				return len(top) < limit
+			})
+		} else {
+			mem.each(cityOf(u, q.City), nil, func(i int32) bool {
 				if want(&leads[i]) {
 					top = topK(top, leads, i, limit, before)
 				}
-			}
-		} else {
-			for i := range leads {
-				if want(&leads[i]) {
-					top = topK(top, leads, int32(i), limit, before)
-				}
-			}
+				return true
+			})
 		}
 		for _, i := range top {
 			page = append(page, leads[i])
@@ -159,14 +149,6 @@ func (c *Casebook) inboxRow(u User, q InboxQuery, m *memLead, today string) Inbo
 	return r
 }
 
-// inboxCity is the one city an inbox shows, if it shows one.
-func inboxCity(u User, q InboxQuery) string {
-	if u.Role == RoleCity {
-		return u.City
-	}
-	return q.City
-}
-
 // inboxMatch is the condition of the leads u may see under q's filters,
 // the status aside (the tabs count every status).
 func (c *Casebook) inboxMatch(u User, q InboxQuery) (func(m *memLead, today string) bool, error) {
@@ -176,10 +158,7 @@ func (c *Casebook) inboxMatch(u User, q InboxQuery) (func(m *memLead, today stri
 	if q.Severity != "" && q.Severity != "high" && q.Severity != "medium" && q.Severity != "low" {
 		return nil, domain.Errorf(domain.EINVALID, "severity is high, medium or low, not %q", q.Severity)
 	}
-	city := q.City
-	if u.Role == RoleCity {
-		city = u.City
-	}
+	city := cityOf(u, q.City)
 	return func(m *memLead, today string) bool {
 		return (city == "" || m.City == city) && (q.Model == "" || m.model == q.Model) &&
 			(q.Severity == "" || m.severity == q.Severity) && (!q.Overdue || m.overdue(today))
