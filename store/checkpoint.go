@@ -109,7 +109,21 @@ func (s *Store) reattachCasebook(ctx context.Context) error {
 // CheckpointOrLog checkpoints and logs what it postponed or could not do;
 // for the moments (after a run, at close) when nobody waits for the answer.
 func (s *Store) CheckpointOrLog(ctx context.Context, log *slog.Logger) {
-	err := s.Checkpoint(ctx)
+	logCheckpoint(ctx, log, s.Checkpoint(ctx))
+}
+
+// CheckpointFeedsOrLog is CheckpointOrLog for the feeds file alone: after
+// a delivery's load, while the casebook's writers go on.
+func (s *Store) CheckpointFeedsOrLog(ctx context.Context, log *slog.Logger) {
+	if s.opts.ReadOnly {
+		return
+	}
+	s.checkpointMu.Lock()
+	defer s.checkpointMu.Unlock()
+	logCheckpoint(ctx, log, s.checkpoint(ctx, Feeds))
+}
+
+func logCheckpoint(ctx context.Context, log *slog.Logger, err error) {
 	if err == nil {
 		return
 	}
