@@ -119,8 +119,20 @@ func (p *Pipeline) Run(ctx context.Context, trigger, by string) (Outcome, error)
 		return Outcome{}, err
 	}
 	defer p.end()
-	out := p.run(runCtx, rl)
+	out := p.lowered(runCtx, rl)
 	return out, out.Err
+}
+
+// lowered runs the pipeline on a thread at the store's worker priority: a
+// run is batch work and gives way to the people reading the casebook.
+func (p *Pipeline) lowered(ctx context.Context, rl *runLog) Outcome {
+	var out Outcome
+	if err := p.Store.Lowered(func() { out = p.run(ctx, rl) }); err != nil {
+		p.log().Error("run panicked", "run", rl.id, "panic", err)
+		rl.finish(ctx, RunFailed, nil, err)
+		return Outcome{RunID: rl.id, Status: RunFailed, Err: err}
+	}
+	return out
 }
 
 // Start runs the pipeline in the background and returns its run id; ctx
@@ -132,13 +144,7 @@ func (p *Pipeline) Start(ctx context.Context, trigger, by string) (int64, error)
 	}
 	go func() {
 		defer p.end()
-		defer func() {
-			if r := recover(); r != nil {
-				p.log().Error("run panicked", "run", rl.id, "panic", r)
-				rl.finish(runCtx, RunFailed, nil, fmt.Errorf("panic: %v", r))
-			}
-		}()
-		p.run(runCtx, rl)
+		p.lowered(runCtx, rl)
 	}()
 	return rl.id, nil
 }

@@ -6,7 +6,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // niceOf is a thread's nice value, from /proc.
@@ -61,5 +63,49 @@ func TestOpen_WorkerNiceLowersDuckDBsWorkersOnly(t *testing.T) {
 	go func() { done <- niceOf(t, "/proc/thread-self/stat") }()
 	if n := <-done; n != 0 {
 		t.Fatalf("a goroutine's thread is at nice %d", n)
+	}
+}
+
+// Lowered runs its function on a thread at WorkerNice, whose DuckDB work
+// (a query's share done on the calling thread) runs there too; the thread
+// ends with it, so no goroutine runs lowered afterwards; a panic comes
+// back as an error.
+func TestLowered_RunsOnALoweredThreadThatEndsWithIt(t *testing.T) {
+	s, err := Open(context.Background(), Options{Dir: t.TempDir(), MemoryLimit: "1GB", Threads: 2, WorkerNice: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var nice int
+	var stat string
+	if err := s.Lowered(func() {
+		stat = "/proc/self/task/" + strconv.Itoa(syscall.Gettid()) + "/stat"
+		nice = niceOf(t, stat)
+		if _, err := s.DB.Exec("SELECT count(DISTINCT i % 1000003) FROM range(5000000) t(i)"); err != nil {
+			t.Error(err)
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if nice != 7 {
+		t.Fatalf("Lowered ran at nice %d, want 7", nice)
+	}
+	for deadline := time.Now().Add(5 * time.Second); niceOf(t, stat) != -100; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the lowered thread %s outlived its function", stat)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	err = s.Lowered(func() { panic("boom") })
+	if err == nil || !strings.Contains(err.Error(), "boom") {
+		t.Fatalf("a panic in Lowered: %v", err)
+	}
+	plain, err := Open(context.Background(), Options{Dir: t.TempDir(), MemoryLimit: "1GB", Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	if err := plain.Lowered(func() { nice = niceOf(t, "/proc/thread-self/stat") }); err != nil || nice != 0 {
+		t.Fatalf("without WorkerNice Lowered ran at nice %d (%v)", nice, err)
 	}
 }

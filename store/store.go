@@ -299,6 +299,28 @@ func openDB(ctx context.Context, opts Options, dsn, feedsPath string, statements
 	return db, err
 }
 
+// Lowered runs f and waits for it: on an OS thread of its own at the
+// store's WorkerNice when that is set, so that the DuckDB work f does on its
+// calling thread gives way to the API's readers as DuckDB's workers do (a
+// run's queries execute on the caller's thread and the workers alike). The
+// thread ends with f. A panic in f is returned as an error.
+func (s *Store) Lowered(f func()) error {
+	var panicked any
+	guarded := func() {
+		defer func() { panicked = recover() }()
+		f()
+	}
+	if s.opts.WorkerNice <= 0 {
+		guarded()
+	} else if err := onNicedThread(s.opts.WorkerNice, guarded); err != nil {
+		return fmt.Errorf("store: lowering the thread: %w", err)
+	}
+	if panicked != nil {
+		return fmt.Errorf("panic: %v", panicked)
+	}
+	return nil
+}
+
 // PhysicalMemory is the memory the process may use: the cgroup's limit, or
 // the machine's; 0 if unknown.
 func PhysicalMemory() uint64 { return physicalMemory() }
