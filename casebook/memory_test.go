@@ -179,9 +179,15 @@ func TestMemory_AClueFromMemoryIsItsRow(t *testing.T) {
 // bytes it holds.
 func TestReadCache_ClueTextReadsBack(t *testing.T) {
 	for _, c := range [][3]string{{"", "", ""}, {"S1;S2", "叙述\x00含零字节", `[{"a":1}]`}, {strings.Repeat("S;", 5000), "x", "[]"}} {
-		ids, narrative, evidence, err := packText(c[0], c[1], []byte(c[2])).unpack()
+		text := packText(c[0], c[1], []byte(c[2]))
+		ids, narrative, evidence, err := text.unpack()
 		if err != nil || ids != c[0] || narrative != c[1] || string(evidence) != c[2] {
 			t.Fatalf("%q read back as %q %q %q %v", c, ids, narrative, evidence, err)
+		}
+		// The cache counts a text by its length: it holds no more than that
+		// (S2 asks for room for its worst case, several times as much).
+		if cap(text) > len(text)*5/4+16 { // an allocation rounds up to its size class
+			t.Fatalf("%q packed into %d bytes holds %d", c, len(text), cap(text))
 		}
 	}
 	if _, _, _, err := clueText("not zstd").unpack(); err == nil {

@@ -6,6 +6,7 @@
 package casebook
 
 import (
+	"bytes"
 	"container/list"
 	"encoding/binary"
 	"errors"
@@ -121,13 +122,27 @@ func (c *Casebook) cachePut(k cacheKey, v any, size int64, generation uint64) {
 type clueText []byte
 
 func packText(settlementIDs, narrative string, evidence []byte) clueText {
-	b := make([]byte, 0, 3*binary.MaxVarintLen64+len(settlementIDs)+len(narrative)+len(evidence))
+	scratch := packScratch.Get().(*[2][]byte)
+	defer packScratch.Put(scratch)
+	b := scratch[0][:0]
 	for _, part := range [][]byte{[]byte(settlementIDs), []byte(narrative), evidence} {
 		b = binary.AppendUvarint(b, uint64(len(part)))
 		b = append(b, part...)
 	}
-	return s2.Encode(nil, b)
+	// S2 wants room for its worst case, several times what it writes:
+	// encoded into the scratch, the text keeps only what it needs (the
+	// cache counts its size by that).
+	enc := scratch[1]
+	if need := s2.MaxEncodedLen(len(b)); cap(enc) < need {
+		enc = make([]byte, need)
+	}
+	text := clueText(bytes.Clone(s2.Encode(enc[:cap(enc)], b)))
+	scratch[0], scratch[1] = b, enc
+	return text
 }
+
+// packScratch holds packText's buffers between calls.
+var packScratch = sync.Pool{New: func() any { return new([2][]byte) }}
 
 var errBadText = errors.New("casebook: a cached clue does not read back")
 
