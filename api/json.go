@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"strconv"
+	"sync"
 
 	"github.com/labstack/echo/v4"
 )
@@ -23,9 +24,25 @@ func writeJSON(c echo.Context, code int, v any, appendTo func([]byte) []byte) er
 	if _, pretty := c.QueryParams()["pretty"]; pretty || c.Echo().Debug {
 		return c.JSON(code, v)
 	}
-	b := appendTo(make([]byte, 0, 4096))
-	return c.JSONBlob(code, append(b, '\n'))
+	bp := jsonBuffers.Get().(*[]byte)
+	b := append(appendTo((*bp)[:0]), '\n')
+	err := c.JSONBlob(code, b) // written to the connection before it returns
+	if cap(b) <= maxPooledJSON {
+		*bp = b[:0]
+		jsonBuffers.Put(bp)
+	}
+	return err
 }
+
+// jsonBuffers are writeJSON's buffers, used again: an answer grown anew
+// from a few KB each time made most of what the API allocated (a page of
+// fifty clues doubles its way to 128 KB), and so most of the collector's
+// work under load.
+var jsonBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+
+// maxPooledJSON bounds the buffers kept: a rare large answer (a page of
+// a thousand) is left to the collector.
+const maxPooledJSON = 1 << 20
 
 // appendPage writes a page of items as page[T] marshals: the items, then
 // the cursor of the next page or null.

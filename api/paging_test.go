@@ -82,3 +82,36 @@ func TestPaging_EveryListFollowsItsCursorToTheEnd(t *testing.T) {
 		}
 	})
 }
+
+// Answers written from reused buffers are each their own: clients asking
+// for different pages at once each get exactly what they get alone.
+func TestJSON_AnswersAtOnceAreEachTheirOwn(t *testing.T) {
+	e := getEnv(t)
+	paths := []string{"/api/v1/clues?limit=50", "/api/v1/clues?limit=3", "/api/v1/leads?limit=50", "/api/v1/leads?limit=1", "/api/v1/batches"}
+	alone := map[string]string{}
+	for _, p := range paths {
+		alone[p] = string(e.do(t, asProvince, http.MethodGet, p, "").body)
+	}
+	errs := make(chan error, 8)
+	for w := 0; w < 8; w++ {
+		go func() {
+			for i := 0; i < 40; i++ {
+				p := paths[(w+i)%len(paths)]
+				r, err := e.try(asProvince, http.MethodGet, p, "")
+				if err == nil && string(r.body) != alone[p] {
+					err = fmt.Errorf("%s answered %d bytes at once, %d alone", p, len(r.body), len(alone[p]))
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for w := 0; w < 8; w++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
