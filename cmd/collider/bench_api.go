@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"sort"
 	"sync/atomic"
@@ -53,6 +54,7 @@ func (r loadResult) quantile(q float64) time.Duration { return quantile(r.latenc
 
 type benchAPIFlags struct {
 	dir, memoryLimit, cpuProfile, mixProfile, pagesProfile string
+	memProfile                                             string
 	clues, settlements                                     int64
 	clients, single, pageRounds, cacheMB                   int
 	idle, draftTimeout                                     time.Duration
@@ -78,6 +80,7 @@ func benchAPI(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the single-client lead reads to this file")
 	fs.StringVar(&f.mixProfile, "mix-cpuprofile", "", "write a CPU profile of the idle phase's mix (server and clients: one process) to this file")
 	fs.StringVar(&f.pagesProfile, "pages-cpuprofile", "", "write a CPU profile of the pages phase to this file")
+	fs.StringVar(&f.memProfile, "memprofile", "", "write a heap profile to this file once the leads are in memory and the read cache is warm")
 	fs.StringVar(&f.memoryLimit, "memory-limit", "8GB", "DuckDB memory limit")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -152,13 +155,20 @@ func runBenchAPI(ctx context.Context, f benchAPIFlags, stdout, stderr io.Writer)
 	if err := cb.LoadLeads(ctx); err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "leads loaded into memory in %.2f s\n", time.Since(t0).Seconds())
+	leadsHeap := liveHeapMB()
+	fmt.Fprintf(stderr, "leads loaded into memory in %.2f s (Go heap %d MB)\n", time.Since(t0).Seconds(), leadsHeap)
 	t0 = time.Now()
 	warmed, err := cb.WarmReadCache(ctx)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "read cache warmed with %d clues in %.2f s (as serve does in the background at start)\n", warmed, time.Since(t0).Seconds())
+	fmt.Fprintf(stderr, "read cache warmed with %d clues in %.2f s (as serve does in the background at start; Go heap %d MB)\n",
+		warmed, time.Since(t0).Seconds(), liveHeapMB())
+	if f.memProfile != "" {
+		if err := writeHeapProfile(f.memProfile); err != nil {
+			return err
+		}
+	}
 	srv := api.New(api.Config{Store: s, Casebook: cb, Runs: api.PipelineRuns(srvCtx, p),
 		Models: api.Models{Catalog: wb.Previewer.Catalog, Previewer: wb.Previewer, Workbench: wb}})
 	go srv.Serve(srvCtx, ln, 5*time.Second)
@@ -262,4 +272,25 @@ func printMix(stdout io.Writer, clients int, results []loadResult) {
 
 func sortDurations(ls []time.Duration) {
 	sort.Slice(ls, func(i, j int) bool { return ls[i] < ls[j] })
+}
+
+// liveHeapMB is the Go heap's live size after a collection, in MB.
+func liveHeapMB() uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc >> 20
+}
+
+// writeHeapProfile writes a heap profile (pprof) to path.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
