@@ -180,7 +180,7 @@ func (c *Casebook) Clues(ctx context.Context, u User, f ClueFilter) ([]Clue, err
 		return nil, err
 	}
 	limit := domain.PageLimit(f.Limit)
-	var page []memLead
+	page := make([]memLead, 0, min(limit, pageRoom))
 	err = c.memoryView(ctx, func(mem *leadMemory) {
 		mem.each(cityOf(u, f.City), idAbove(f.After), func(i int32) bool {
 			if match(&mem.leads[i]) {

@@ -75,7 +75,7 @@ func (c *Casebook) InboxPage(ctx context.Context, u User, q InboxQuery) (Inbox, 
 		return in, err
 	}
 	limit, today := domain.PageLimit(q.Limit), c.today()
-	var page []memLead
+	page := make([]memLead, 0, min(limit, pageRoom))
 	err = c.memoryView(ctx, func(mem *leadMemory) {
 		leads := mem.leads
 		for _, g := range mem.groups {

@@ -80,7 +80,7 @@ func benchAPI(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the single-client lead reads to this file")
 	fs.StringVar(&f.mixProfile, "mix-cpuprofile", "", "write a CPU profile of the idle phase's mix (server and clients: one process) to this file")
 	fs.StringVar(&f.pagesProfile, "pages-cpuprofile", "", "write a CPU profile of the pages phase to this file")
-	fs.StringVar(&f.memProfile, "memprofile", "", "write a heap profile to this file once the leads are in memory and the read cache is warm")
+	fs.StringVar(&f.memProfile, "memprofile", "", "write a heap profile to this file once the leads are in memory and the read cache is warm, and to this file .mix after the idle mix")
 	fs.StringVar(&f.memoryLimit, "memory-limit", "8GB", "DuckDB memory limit")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -201,6 +201,11 @@ func (bs *benchServer) phases(ctx context.Context, f benchAPIFlags, stdout, stde
 	results = append(results, bs.hammer(idleCtx, "idle", f.clients))
 	stopProfile()
 	cancelIdle()
+	if f.memProfile != "" { // what the idle mix allocated: go tool pprof -sample_index=alloc_space -base F F.mix
+		if err := writeHeapProfile(f.memProfile + ".mix"); err != nil {
+			return err
+		}
+	}
 	if f.busy {
 		r, err := bs.busyPhase(ctx, f.clients, stderr)
 		if err != nil {
@@ -282,8 +287,10 @@ func liveHeapMB() uint64 {
 	return ms.HeapAlloc >> 20
 }
 
-// writeHeapProfile writes a heap profile (pprof) to path.
+// writeHeapProfile writes a heap profile (pprof) to path, as of a
+// collection made now (a profile shows the last one's).
 func writeHeapProfile(path string) error {
+	runtime.GC()
 	f, err := os.Create(path)
 	if err != nil {
 		return err
