@@ -44,7 +44,8 @@ type soakOptions struct {
 	duration    time.Duration
 	interval    time.Duration
 	settlements int64
-	parts       int
+	nights      int           // night deliveries after the history, each a 365th of the settlements
+	nightEvery  time.Duration // how often a night arrives
 	clients     int
 	memoryLimit string
 	threads     int
@@ -58,7 +59,8 @@ func benchSoak(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.StringVar(&o.dir, "dir", filepath.Join(os.TempDir(), "collider-soak"), "working directory (the generated province is kept and reused)")
 	fs.DurationVar(&o.interval, "interval", time.Minute, "how often a line of figures is printed")
 	fs.Int64Var(&o.settlements, "settlements", 1_000_000, "settlements of the generated province")
-	fs.IntVar(&o.parts, "parts", 30, "settlements deliveries, one released before each run while they last")
+	fs.IntVar(&o.nights, "nights", 30, "nights of settlements (each a 365th of the province's) held back from the history and delivered one every --night-every")
+	fs.DurationVar(&o.nightEvery, "night-every", time.Minute, "how often the next night's settlements arrive")
 	fs.IntVar(&o.clients, "clients", 100, "concurrent clients: city bureaus reading their leads and acting on them")
 	fs.StringVar(&o.memoryLimit, "memory-limit", "4GB", "the server's DuckDB memory limit")
 	fs.IntVar(&o.threads, "threads", 0, "the server's DuckDB threads (default: CPUs)")
@@ -66,8 +68,8 @@ func benchSoak(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return 2
 	}
 	o.duration = time.Duration(*minutes * float64(time.Minute))
-	if o.duration <= 0 || o.interval <= 0 || o.parts < 1 || o.clients < 1 {
-		fmt.Fprintln(stderr, "collider bench soak: --minutes, --interval, --parts and --clients must be positive")
+	if o.duration <= 0 || o.interval <= 0 || o.nightEvery <= 0 || o.clients < 1 || o.nights < 0 || o.nights >= daysPerYear {
+		fmt.Fprintf(stderr, "collider bench soak: --minutes, --interval, --night-every and --clients must be positive, --nights 0 to %d\n", daysPerYear-1)
 		return 2
 	}
 	res, err := soak(ctx, o, stdout, stderr)
@@ -106,6 +108,7 @@ type soakResult struct {
 	errors    int64
 	errorSeen []string
 	runs      int
+	nights    int // night deliveries that arrived during the soak
 	acked     int
 	missing   int
 	check     jobs.CheckReport
@@ -151,9 +154,10 @@ func soak(ctx context.Context, o soakOptions, stdout, stderr io.Writer) (soakRes
 	return res, nil
 }
 
-// soakProvince is the soak's province: its inbox (one settlements delivery
-// released before each run, while they last), its store's settings, and a
-// token for the province and for the bureau of each city.
+// soakProvince is the soak's province: its inbox (the year's history of
+// settlements at the start, then a night's delivery released every
+// --night-every, while they last), its store's settings, and a token for
+// the province and for the bureau of each city.
 type soakProvince struct {
 	cfg      Config
 	inbox    string
@@ -178,11 +182,11 @@ func prepareSoak(ctx context.Context, o soakOptions, stderr io.Writer) (*soakPro
 	for _, d := range []string{inbox, pending, data} {
 		os.RemoveAll(d)
 	}
-	if err := layOutSoakInbox(ctx, generated, inbox, pending, o.parts); err != nil {
+	if err := layOutSoakInbox(ctx, generated, inbox, pending, o.nights); err != nil {
 		return nil, err
 	}
 	p := &soakProvince{cfg: defaultConfig(), inbox: inbox, bureaus: map[string]string{}}
-	p.release = func() bool { // the next settlements delivery arrives
+	p.release = func() bool { // the next settlements delivery arrives (the history first)
 		entries, _ := os.ReadDir(pending)
 		if len(entries) == 0 {
 			return false
@@ -307,10 +311,27 @@ func drive(ctx context.Context, o soakOptions, p *soakProvince, srv *soakServer,
 	var runs atomic.Int64
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { // runs back to back, each with the next delivery while they last
+	wg.Add(1)
+	go func() { // a night's settlements arrive every o.nightEvery, while they last
+		defer wg.Done()
+		nights := time.NewTicker(o.nightEvery)
+		defer nights.Stop()
+		for {
+			select {
+			case <-soakCtx.Done():
+				return
+			case <-nights.C:
+				if p.release() {
+					m.mu.Lock()
+					res.nights++
+					m.mu.Unlock()
+				}
+			}
+		}
+	}()
+	go func() { // runs back to back
 		defer wg.Done()
 		for soakCtx.Err() == nil {
-			p.release()
 			status, err := soakRun(ctx, client, srv.base, p.province)
 			if err == nil && status != jobs.RunSucceeded && status != jobs.RunPartial {
 				err = fmt.Errorf("a run ended %s", status)
@@ -331,10 +352,13 @@ func drive(ctx context.Context, o soakOptions, p *soakProvince, srv *soakServer,
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "minute\trequests\treq/s\terrors\tp50 ms\tp99 ms\tactions\truns\tRSS MB\tfds\t")
 	tw.Flush()
-	closeInterval := func() {
+	// The server's RSS and descriptors are sampled as an interval ends,
+	// the last one's while the clients are still connected.
+	sample := func() (int64, int) { return procRSS(srv.cmd.Process.Pid), procFDs(srv.cmd.Process.Pid) }
+	closeInterval := func(rssKB int64, fds int) {
 		iv := m.next()
 		iv.end = time.Since(start)
-		iv.rssKB, iv.fds = procRSS(srv.cmd.Process.Pid), procFDs(srv.cmd.Process.Pid)
+		iv.rssKB, iv.fds = rssKB, fds
 		sort.Slice(iv.latencies, func(a, b int) bool { return iv.latencies[a] < iv.latencies[b] })
 		seconds := iv.end.Seconds()
 		if n := len(res.intervals); n > 0 {
@@ -350,15 +374,16 @@ func drive(ctx context.Context, o soakOptions, p *soakProvince, srv *soakServer,
 	for running := true; running; {
 		select {
 		case <-tick.C:
-			closeInterval()
+			closeInterval(sample())
 		case <-soakCtx.Done():
 			running = false
 		case err := <-srv.done:
 			return nil, fmt.Errorf("the server stopped during the soak: %v (see %s)", err, srv.log)
 		}
 	}
+	rssKB, fds := sample()
 	wg.Wait() // the clients stop; the last run finishes
-	closeInterval()
+	closeInterval(rssKB, fds)
 	res.runs = int(runs.Load())
 	return m.acked, nil
 }
@@ -438,6 +463,7 @@ func printSoakSummary(w io.Writer, o soakOptions, r soakResult) {
 	overall := &soakInterval{latencies: all}
 	fmt.Fprintf(w, "\n%d requests, %d errors; p50 %.2f ms, p99 %.2f ms overall, worst minute's p99 %.2f ms; %d runs finished\n",
 		requests, r.errors, ms(overall.quantile(0.5)), ms(overall.quantile(0.99)), ms(worst), r.runs)
+	fmt.Fprintf(w, "nights of settlements delivered after the history: %d of %d (one every %s)\n", r.nights, o.nights, o.nightEvery)
 	for _, e := range r.errorSeen {
 		fmt.Fprintf(w, "  error: %s\n", e)
 	}
@@ -666,10 +692,15 @@ func procFDs(pid int) int {
 	return len(entries)
 }
 
-// layOutSoakInbox copies every feed of the generated province into the
-// inbox but settlements, which it cuts into parts deliveries held back in
-// pending, released one per run.
-func layOutSoakInbox(ctx context.Context, generated, inbox, pending string, parts int) error {
+// daysPerYear cuts the generated settlements into a year of nights.
+const daysPerYear = 365
+
+// layOutSoakInbox copies every delivery of the generated province to the
+// inbox but settlements, which it cuts into a year of nights held back in
+// pending: the history (every night but the last nights), then the nights
+// one by one, each a 365th of the settlements — a month of operations in
+// a 30-minute soak, on a store that already holds the year.
+func layOutSoakInbox(ctx context.Context, generated, inbox, pending string, nights int) error {
 	entries, _ := filepath.Glob(filepath.Join(generated, "*", "*"))
 	for _, src := range entries {
 		rel, _ := filepath.Rel(generated, src)
@@ -687,17 +718,23 @@ func layOutSoakInbox(ctx context.Context, generated, inbox, pending string, part
 	db := sql.OpenDB(connector)
 	defer db.Close()
 	src := filepath.Join(generated, "settlements", synth.DefaultDelivery, "*.parquet")
-	for i := 1; i <= parts; i++ {
-		dir := filepath.Join(pending, fmt.Sprintf("%04d", i))
+	cut := func(name, where string) error {
+		dir := filepath.Join(pending, name)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return err
 		}
 		q := fmt.Sprintf(`COPY (SELECT * EXCLUDE (n) FROM (SELECT *, row_number() OVER (ORDER BY settlement_id) AS n FROM read_parquet('%s'))
-			WHERE n %% %d = %d) TO '%s' (FORMAT parquet)`, src, parts, i-1, filepath.Join(dir, "part-00000.parquet"))
+			WHERE %s) TO '%s' (FORMAT parquet)`, src, where, filepath.Join(dir, "part-00000.parquet"))
 		if _, err := db.ExecContext(ctx, q); err != nil {
 			return err
 		}
-		if err := os.WriteFile(filepath.Join(dir, "_SUCCESS"), nil, 0o644); err != nil {
+		return os.WriteFile(filepath.Join(dir, "_SUCCESS"), nil, 0o644)
+	}
+	if err := cut("0000", fmt.Sprintf("n %% %d >= %d", daysPerYear, nights)); err != nil {
+		return err
+	}
+	for i := 1; i <= nights; i++ {
+		if err := cut(fmt.Sprintf("%04d", i), fmt.Sprintf("n %% %d = %d", daysPerYear, i-1)); err != nil {
 			return err
 		}
 	}

@@ -17,7 +17,7 @@ import (
 func TestBench_SoakPrintsFiguresPerIntervalAndFindsEveryAction(t *testing.T) {
 	dir := t.TempDir()
 	r := collider(t, nil, "bench", "soak", "--dir", filepath.Join(dir, "soak"), "--minutes", "0.25", "--interval", "4s",
-		"--settlements", "10000", "--parts", "3", "--clients", "10", "--memory-limit", "1GB")
+		"--settlements", "10000", "--nights", "3", "--night-every", "3s", "--clients", "10", "--memory-limit", "1GB")
 	if r.code != 0 {
 		t.Fatalf("bench soak: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
@@ -49,7 +49,7 @@ func TestBench_SoakPrintsFiguresPerIntervalAndFindsEveryAction(t *testing.T) {
 	if m == nil || m[1] != m[2] || m[1] == "0" {
 		t.Fatalf("acknowledged actions not all found:\n%s", r.stdout)
 	}
-	for _, want := range []string{"collider check: all 5 invariants hold", "goal zero errors: met", "goal no acknowledged action missing: met", "goal p99 under 50 ms in every minute:"} {
+	for _, want := range []string{"nights of settlements delivered after the history: 3 of 3", "collider check: all 5 invariants hold", "goal zero errors: met", "goal no acknowledged action missing: met", "goal p99 under 50 ms in every minute:"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("the summary lacks %q", want)
 		}
