@@ -87,6 +87,7 @@ func (n *night) finish(status string, err error) Outcome {
 	// A quiet moment to fold the logs into the files, where there is
 	// room; the run shows as running until it is done.
 	p.Store.CheckpointOrLog(context.WithoutCancel(ctx), log)
+	store.ReleaseMemory() // what the run's queries freed
 	if rerr := n.rl.finish(ctx, status, batch, err); rerr != nil {
 		log.Error("the run's end is not recorded; it will be before the next run", "err", p.Store.DiskFull(rerr))
 		p.mu.Lock()

@@ -109,3 +109,24 @@ func TestLowered_RunsOnALoweredThreadThatEndsWithIt(t *testing.T) {
 		t.Fatalf("without WorkerNice Lowered ran at nice %d (%v)", nice, err)
 	}
 }
+
+// The C allocator takes the arena limit (glibc's mallopt answers 1), and
+// giving its free memory back leaves the store working.
+func TestMalloc_ArenasLimitedAndFreeMemoryGivenBack(t *testing.T) {
+	if !LimitMallocArenas(2) {
+		t.Fatal("mallopt(M_ARENA_MAX, 2) refused")
+	}
+	s, err := Open(context.Background(), Options{Dir: t.TempDir(), MemoryLimit: "1GB", Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var n int64
+	if err := s.DB.QueryRow("SELECT count(DISTINCT i % 1000003) FROM range(5000000) t(i)").Scan(&n); err != nil || n != 1000003 {
+		t.Fatal(n, err)
+	}
+	ReleaseMemory()
+	if err := s.DB.QueryRow("SELECT count(*) FROM range(1000) t(i)").Scan(&n); err != nil || n != 1000 {
+		t.Fatal(n, err)
+	}
+}

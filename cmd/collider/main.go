@@ -51,6 +51,9 @@ func commands() map[string]command {
 }
 
 func main() {
+	// Before any thread allocates: glibc fixes its arena limit at the
+	// first arena it adds (see tuneMalloc).
+	tuneMalloc()
 	if jobs.IsSandboxChild() {
 		jobs.SandboxMain() // a draft's sandbox: this process does nothing else
 	}
