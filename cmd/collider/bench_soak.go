@@ -305,8 +305,11 @@ func (m *soakMeter) next() *soakInterval {
 // a line of figures every interval. It returns the acknowledged actions.
 func drive(ctx context.Context, o soakOptions, p *soakProvince, srv *soakServer, client *http.Client, res *soakResult, stdout io.Writer) ([]ack, error) {
 	start := time.Now()
-	soakCtx, stop := context.WithTimeout(ctx, o.duration)
+	// The soak ends at its last interval's tick (or at o.duration, when
+	// that comes first), its figures sampled before the clients stop.
+	soakCtx, stop := context.WithCancel(ctx)
 	defer stop()
+	deadline := time.After(o.duration)
 	m := &soakMeter{current: &soakInterval{}, res: res}
 	var runs atomic.Int64
 	var wg sync.WaitGroup
@@ -374,14 +377,21 @@ func drive(ctx context.Context, o soakOptions, p *soakProvince, srv *soakServer,
 	for running := true; running; {
 		select {
 		case <-tick.C:
+			if time.Since(start) >= o.duration-o.interval/10 {
+				running = false // the last interval, closed below
+				break
+			}
 			closeInterval(sample())
-		case <-soakCtx.Done():
+		case <-deadline:
+			running = false
+		case <-ctx.Done():
 			running = false
 		case err := <-srv.done:
 			return nil, fmt.Errorf("the server stopped during the soak: %v (see %s)", err, srv.log)
 		}
 	}
 	rssKB, fds := sample()
+	stop()
 	wg.Wait() // the clients stop; the last run finishes
 	closeInterval(rssKB, fds)
 	res.runs = int(runs.Load())

@@ -45,6 +45,12 @@ func TestBench_SoakPrintsFiguresPerIntervalAndFindsEveryAction(t *testing.T) {
 	if runs == 0 {
 		t.Fatal("no run finished during the soak")
 	}
+	// The last line is sampled while the clients are still connected.
+	firstFDs, _ := strconv.Atoi(rows[0][7])
+	lastFDs, _ := strconv.Atoi(rows[len(rows)-1][7])
+	if lastFDs < firstFDs*3/4 {
+		t.Fatalf("the last line's %d descriptors against the first's %d: sampled after the clients hung up", lastFDs, firstFDs)
+	}
 	m := regexp.MustCompile(`acknowledged actions checked present: (\d+) of (\d+) \(0 missing\)`).FindStringSubmatch(r.stdout)
 	if m == nil || m[1] != m[2] || m[1] == "0" {
 		t.Fatalf("acknowledged actions not all found:\n%s", r.stdout)
