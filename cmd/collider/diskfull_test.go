@@ -224,6 +224,11 @@ func TestDiskFull_Publish(t *testing.T) {
 	}
 	token := addUser(t, data, "province", "")
 	s := startServe(t, data, inbox, "off")
+	// The drafts' snapshot a new store gets at start is written to the same
+	// disk: the disk is filled once it is done, so that the run is what
+	// meets the full disk (the snapshot, still writing, took the room left
+	// before the run could start).
+	s.waitLog(t, "sandbox snapshot refreshed", time.Minute)
 	free := storetest.Fill(t, mnt, 32<<10)
 	r := runToEnd(t, s, token)
 	// The run fails where the casebook first needs room: publishing, or

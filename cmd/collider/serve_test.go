@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,7 +22,35 @@ import (
 type server struct {
 	cmd  *exec.Cmd
 	base string
-	log  *strings.Builder
+	log  *serverLog
+}
+
+// serverLog is the server's output, read while the server writes it.
+type serverLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *serverLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *serverLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// waitLog waits until the server's log holds want.
+func (s *server) waitLog(t *testing.T, want string, timeout time.Duration) {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); !strings.Contains(s.log.String(), want); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the server log lacks %s after %s:\n%s", want, timeout, s.log)
+		}
+	}
 }
 
 func startServe(t *testing.T, data, inbox, schedule string, extra ...string) *server {
@@ -30,7 +59,7 @@ func startServe(t *testing.T, data, inbox, schedule string, extra ...string) *se
 	args := append([]string{"serve", "--data", data, "--inbox", inbox, "--addr", addr, "--schedule", schedule, "--shutdown-grace", "10s"}, extra...)
 	cmd := exec.Command(binary, args...)
 	cmd.Env = append(os.Environ(), "COLLIDER_LOG=info")
-	log := &strings.Builder{}
+	log := &serverLog{}
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
