@@ -155,8 +155,7 @@ func runBenchAPI(ctx context.Context, f benchAPIFlags, stdout, stderr io.Writer)
 	if err := cb.LoadLeads(ctx); err != nil {
 		return err
 	}
-	leadsHeap := liveHeapMB()
-	fmt.Fprintf(stderr, "leads loaded into memory in %.2f s (Go heap %d MB)\n", time.Since(t0).Seconds(), leadsHeap)
+	fmt.Fprintf(stderr, "leads loaded into memory in %.2f s (Go heap %d MB)\n", time.Since(t0).Seconds(), liveHeapMB())
 	t0 = time.Now()
 	warmed, err := cb.WarmReadCache(ctx)
 	if err != nil {

@@ -311,23 +311,20 @@ func drive(ctx context.Context, o soakOptions, p *soakProvince, srv *soakServer,
 	defer stop()
 	deadline := time.After(o.duration)
 	m := &soakMeter{current: &soakInterval{}, res: res}
-	var runs atomic.Int64
+	var runs, nights atomic.Int64
 	var wg sync.WaitGroup
-	wg.Add(1)
-	wg.Add(1)
+	wg.Add(2)   // the nights and the runs
 	go func() { // a night's settlements arrive every o.nightEvery, while they last
 		defer wg.Done()
-		nights := time.NewTicker(o.nightEvery)
-		defer nights.Stop()
+		tick := time.NewTicker(o.nightEvery)
+		defer tick.Stop()
 		for {
 			select {
 			case <-soakCtx.Done():
 				return
-			case <-nights.C:
+			case <-tick.C:
 				if p.release() {
-					m.mu.Lock()
-					res.nights++
-					m.mu.Unlock()
+					nights.Add(1)
 				}
 			}
 		}
@@ -394,7 +391,7 @@ func drive(ctx context.Context, o soakOptions, p *soakProvince, srv *soakServer,
 	stop()
 	wg.Wait() // the clients stop; the last run finishes
 	closeInterval(rssKB, fds)
-	res.runs = int(runs.Load())
+	res.runs, res.nights = int(runs.Load()), int(nights.Load())
 	return m.acked, nil
 }
 
