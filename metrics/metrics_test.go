@@ -304,6 +304,8 @@ func TestMetrics_LabelsAgreeWithTheLog(t *testing.T) {
 				case l.GetName() == "city", l.GetName() == "outcome", l.GetName() == "reason",
 					name == "collider_leads" && l.GetName() == "status":
 					continue // the casebook's and the rejects', not the run log's
+				case l.GetName() == "tag":
+					continue // DuckDB's memory tags, not the run's
 				}
 				if !logged[l.GetName()][l.GetValue()] {
 					t.Errorf("%s has %s=%q, which the log never says", name, l.GetName(), l.GetValue())
@@ -348,4 +350,49 @@ func TestMetrics_AStoreReadThatFailsDoesNotFailTheScrape(t *testing.T) {
 		{name: "collider_runs_total", labels: []string{"trigger", "cli", "status", "partial"}, value: 1},
 		{name: "collider_state_read_errors_total", value: 1},
 	})
+}
+
+// DuckDB's memory is served by tag, as duckdb_memory() reports it: the
+// operator sees what of the server's resident memory is the engine's and
+// what holds it (the store's blocks, hash tables, indexes).
+func TestMetrics_DuckDBMemoryByTag(t *testing.T) {
+	e := newEnv(t)
+	e.firstRun(t)
+	tags := map[string]bool{}
+	rows, err := e.store.DB.Query("SELECT tag FROM duckdb_memory()")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var tag string
+		if err := rows.Scan(&tag); err != nil {
+			t.Fatal(err)
+		}
+		tags[tag] = true
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	s := e.scrape(t)
+	for tag := range tags {
+		if _, ok := s.series("collider_duckdb_memory_bytes", "tag", tag); !ok {
+			t.Errorf("no collider_duckdb_memory_bytes{tag=%q}", tag)
+		}
+		if _, ok := s.series("collider_duckdb_temporary_bytes", "tag", tag); !ok {
+			t.Errorf("no collider_duckdb_temporary_bytes{tag=%q}", tag)
+		}
+	}
+	// After a run the store's tables have blocks in the buffer pool, and
+	// the engine holds less than the process.
+	base, ok := s.series("collider_duckdb_memory_bytes", "tag", "BASE_TABLE")
+	if !ok || base <= 0 {
+		t.Fatalf("collider_duckdb_memory_bytes{tag=BASE_TABLE} = %v, %v after a run", base, ok)
+	}
+	var total float64
+	for _, m := range s.fams["collider_duckdb_memory_bytes"].GetMetric() {
+		total += m.GetGauge().GetValue()
+	}
+	if rss, ok := s.series("process_resident_memory_bytes"); !ok || total >= rss {
+		t.Fatalf("DuckDB holds %.0f bytes of a resident %.0f (%v)", total, rss, ok)
+	}
 }

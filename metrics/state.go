@@ -41,6 +41,10 @@ var (
 		"Clues issued, by model and version (the first 12 hex digits, as the log shows it).", []string{"model", "version"}, nil)
 	cluesClosedDesc = prometheus.NewDesc("collider_clues_closed_total",
 		"Clues whose lead was closed, by model, version and outcome (confirmed, dismissed, referred).", []string{"model", "version", "outcome"}, nil)
+	duckdbMemoryDesc = prometheus.NewDesc("collider_duckdb_memory_bytes",
+		"Memory the server's DuckDB holds, by what holds it (duckdb_memory(): BASE_TABLE, HASH_TABLE, ART_INDEX, METADATA, ...); the buffer pool's blocks of the store's tables count under BASE_TABLE.", []string{"tag"}, nil)
+	duckdbTempDesc = prometheus.NewDesc("collider_duckdb_temporary_bytes",
+		"Bytes the server's DuckDB has spilled to its temporary directory, by what spilled them.", []string{"tag"}, nil)
 )
 
 var leadStatuses = []string{casebook.StatusNew, casebook.StatusAccepted, casebook.StatusInvestigating, casebook.StatusReturned, casebook.StatusClosed}
@@ -73,7 +77,7 @@ func NewState(cb *casebook.Casebook, log *slog.Logger) *State {
 // Describe implements prometheus.Collector.
 func (s *State) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{lastRunDesc, lastSuccessDesc, lastBatchDesc, lastBatchCluesDesc, feedLastDesc,
-		feedRejectDesc, leadsDesc, overdueDesc, recoveredDesc, cluesIssuedDesc, cluesClosedDesc} {
+		feedRejectDesc, leadsDesc, overdueDesc, recoveredDesc, cluesIssuedDesc, cluesClosedDesc, duckdbMemoryDesc, duckdbTempDesc} {
 		ch <- d
 	}
 	s.errors.Describe(ch)
@@ -162,6 +166,22 @@ func (s *State) read(ctx context.Context) ([]prometheus.Metric, error) {
 		if ratio.Valid {
 			add(feedRejectDesc, prometheus.GaugeValue, ratio.Float64, feed)
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	// DuckDB's own memory, by tag: what of the process's resident memory
+	// is the engine's and what holds it.
+	err = eachRow(ctx, db, "SELECT tag, memory_usage_bytes, temporary_storage_bytes FROM duckdb_memory() ORDER BY tag", func(r *sql.Rows) error {
+		var tag string
+		var mem, temp int64
+		if err := r.Scan(&tag, &mem, &temp); err != nil {
+			return err
+		}
+		add(duckdbMemoryDesc, prometheus.GaugeValue, float64(mem), tag)
+		add(duckdbTempDesc, prometheus.GaugeValue, float64(temp), tag)
 		return nil
 	})
 	if err != nil {

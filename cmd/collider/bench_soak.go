@@ -32,6 +32,8 @@ import (
 	"time"
 
 	"github.com/duckdb/duckdb-go/v2"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"collider/casebook"
 	"collider/jobs"
@@ -91,6 +93,7 @@ type soakInterval struct {
 	latencies []time.Duration
 	rssKB     int64
 	fds       int
+	mem       serverMemory
 	runs      int
 	actions   int64
 }
@@ -350,23 +353,30 @@ func drive(ctx context.Context, o soakOptions, p *soakProvince, srv *soakServer,
 	startClerks(soakCtx, o, p, srv, client, m, &wg)
 
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "minute\trequests\treq/s\terrors\tp50 ms\tp99 ms\tactions\truns\tRSS MB\tfds\t")
+	fmt.Fprintln(tw, "minute\trequests\treq/s\terrors\tp50 ms\tp99 ms\tactions\truns\tRSS MB\tDuckDB MB\tGo MB\tfds\t")
 	tw.Flush()
-	// The server's RSS and descriptors are sampled as an interval ends,
-	// the last one's while the clients are still connected.
-	sample := func() (int64, int) { return procRSS(srv.cmd.Process.Pid), procFDs(srv.cmd.Process.Pid) }
-	closeInterval := func(rssKB int64, fds int) {
+	// The server's RSS, memory and descriptors are sampled as an interval
+	// ends, the last one's while the clients are still connected.
+	type sampled struct {
+		rssKB int64
+		fds   int
+		mem   serverMemory
+	}
+	sample := func() sampled {
+		return sampled{procRSS(srv.cmd.Process.Pid), procFDs(srv.cmd.Process.Pid), scrapeMemory(ctx, client, srv.base)}
+	}
+	closeInterval := func(at sampled) {
 		iv := m.next()
 		iv.end = time.Since(start)
-		iv.rssKB, iv.fds = rssKB, fds
+		iv.rssKB, iv.fds, iv.mem = at.rssKB, at.fds, at.mem
 		sort.Slice(iv.latencies, func(a, b int) bool { return iv.latencies[a] < iv.latencies[b] })
 		seconds := iv.end.Seconds()
 		if n := len(res.intervals); n > 0 {
 			seconds = (iv.end - res.intervals[n-1].end).Seconds()
 		}
 		res.intervals = append(res.intervals, iv)
-		fmt.Fprintf(tw, "%.2f\t%d\t%.0f\t%d\t%.2f\t%.2f\t%d\t%d\t%.0f\t%d\t\n", iv.end.Minutes(), iv.requests, float64(iv.requests)/seconds,
-			iv.errors, ms(iv.quantile(0.5)), ms(iv.quantile(0.99)), iv.actions, iv.runs, float64(iv.rssKB)/1024, iv.fds)
+		fmt.Fprintf(tw, "%.2f\t%d\t%.0f\t%d\t%.2f\t%.2f\t%d\t%d\t%.0f\t%s\t%s\t%d\t\n", iv.end.Minutes(), iv.requests, float64(iv.requests)/seconds,
+			iv.errors, ms(iv.quantile(0.5)), ms(iv.quantile(0.99)), iv.actions, iv.runs, float64(iv.rssKB)/1024, iv.mem.duckdb, iv.mem.gosys, iv.fds)
 		tw.Flush()
 	}
 	tick := time.NewTicker(o.interval)
@@ -387,10 +397,10 @@ func drive(ctx context.Context, o soakOptions, p *soakProvince, srv *soakServer,
 			return nil, fmt.Errorf("the server stopped during the soak: %v (see %s)", err, srv.log)
 		}
 	}
-	rssKB, fds := sample()
+	last := sample()
 	stop()
 	wg.Wait() // the clients stop; the last run finishes
-	closeInterval(rssKB, fds)
+	closeInterval(last)
 	res.runs, res.nights = int(runs.Load()), int(nights.Load())
 	return m.acked, nil
 }
@@ -506,8 +516,9 @@ func printSoakSummary(w io.Writer, o soakOptions, r soakResult) {
 		first := r.intervals[from]
 		rss := 100 * float64(last.rssKB-first.rssKB) / float64(max(1, first.rssKB))
 		fds := 100 * float64(last.fds-first.fds) / float64(max(1, first.fds))
-		fmt.Fprintf(w, "goal RSS and descriptors flat from minute 5 (growth under 10%%): %s (RSS %+.1f%%, %d → %d MB; descriptors %+.1f%%, %d → %d)\n",
-			verdict(rss < 10 && fds < 10), rss, first.rssKB/1024, last.rssKB/1024, fds, first.fds, last.fds)
+		fmt.Fprintf(w, "goal RSS and descriptors flat from minute 5 (growth under 10%%): %s (RSS %+.1f%%, %d → %d MB, of it DuckDB's %s → %s MB and Go's %s → %s MB; descriptors %+.1f%%, %d → %d)\n",
+			verdict(rss < 10 && fds < 10), rss, first.rssKB/1024, last.rssKB/1024, first.mem.duckdb, last.mem.duckdb, first.mem.gosys, last.mem.gosys,
+			fds, first.fds, last.fds)
 	}
 	fmt.Fprintf(w, "goal no acknowledged action missing: %s\n", verdict(r.missing == 0 && r.acked > 0))
 }
@@ -671,6 +682,57 @@ func waitForServer(ctx context.Context, client *http.Client, base string, done <
 		time.Sleep(100 * time.Millisecond)
 	}
 	return errors.New("the server did not answer /healthz within 2 minutes")
+}
+
+// megabytes is a figure in MB, "-" when it could not be read.
+type megabytes float64
+
+func (m megabytes) String() string {
+	if m < 0 {
+		return "-"
+	}
+	return strconv.FormatFloat(float64(m), 'f', 0, 64)
+}
+
+// serverMemory is what of the server's memory its /metrics accounts for:
+// DuckDB's (duckdb_memory(), every tag) and what Go took from the system.
+type serverMemory struct {
+	duckdb, gosys megabytes
+}
+
+// scrapeMemory reads the server's memory from /metrics, as Prometheus
+// would; a figure it cannot read is -1.
+func scrapeMemory(ctx context.Context, client *http.Client, base string) serverMemory {
+	mem := serverMemory{duckdb: -1, gosys: -1}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
+	if err != nil {
+		return mem
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return mem
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return mem
+	}
+	sum := func(name string) megabytes {
+		f, ok := fams[name]
+		if !ok {
+			return -1
+		}
+		var total float64
+		for _, m := range f.GetMetric() {
+			total += m.GetGauge().GetValue()
+		}
+		return megabytes(total / (1 << 20))
+	}
+	mem.duckdb, mem.gosys = sum("collider_duckdb_memory_bytes"), sum("go_memstats_sys_bytes")
+	return mem
 }
 
 // procRSS is a process's resident memory in KiB (0 if unknown).
