@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"time"
 
 	"collider/domain"
 )
@@ -30,7 +31,9 @@ type ModelRun struct {
 	Persons int64  `json:"persons,omitempty"`
 	Why     string `json:"why,omitempty"`
 	// ClueTable has the casebook's clue columns and clue_no;
-	// ClueSettlementTable has (clue_no, model, settlement_id).
+	// ClueSettlementTable has (clue_no, model, settlement_id). Both are
+	// empty for a model that examined no settlement (a night whose
+	// changes reach none).
 	ClueTable           string `json:"-"`
 	ClueSettlementTable string `json:"-"`
 }
@@ -50,6 +53,19 @@ type PublishInput struct {
 	Suppressions []int64
 }
 
+// examinedNothing says the model ran over no settlement and has no clue
+// tables: its batch records its version alone.
+func (m ModelRun) examinedNothing() bool {
+	return m.ClueTable == "" && m.ClueSettlementTable == "" && m.Clues == 0
+}
+
+// publishStep is one statement of a model's part of a batch.
+type publishStep struct {
+	what string
+	q    string
+	args []any
+}
+
 var tableName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,2}$`)
 
 // Publish writes a batch (线索批次) in one transaction on conn, the connection
@@ -60,6 +76,9 @@ var tableName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-
 // A batch with no clues is still published, so the province sees the run.
 func (c *Casebook) Publish(ctx context.Context, conn *sql.Conn, in PublishInput) (Batch, error) {
 	for _, m := range in.Models {
+		if m.examinedNothing() {
+			continue
+		}
 		if !tableName.MatchString(m.ClueTable) || !tableName.MatchString(m.ClueSettlementTable) {
 			return Batch{}, fmt.Errorf("publish: bad temp table names for model %s", m.Model)
 		}
@@ -81,40 +100,7 @@ func (c *Casebook) Publish(ctx context.Context, conn *sql.Conn, in PublishInput)
 		return nil
 	}
 	for i, m := range in.Models {
-		ids := fmt.Sprintf("temp.publish_ids_%d_%d", batchID, i)
-		steps := []struct {
-			what string
-			q    string
-			args []any
-		}{
-			{"number clues", fmt.Sprintf(`CREATE TEMP TABLE %s AS
-				SELECT clue_no, nextval('casebook.clue_ids') AS clue_id FROM %s ORDER BY clue_no`, ids, m.ClueTable), nil},
-			// A follow-up clue names the latest earlier clue of the same
-			// (model, person, institution).
-			{"insert clues", fmt.Sprintf(`INSERT INTO casebook.clues
-				SELECT n.clue_id, ?, c.model, c.model_version, c.severity, c.score, c.reasons, c.person_id, c.person_name,
-				       c.institution_id, c.institution_name, c.city_code, c.settlement_count, c.settlement_ids,
-				       c.first_visit, c.last_visit, c.total_amount, c.fund_amount, c.narrative, c.evidence,
-				       (SELECT max(p.clue_id) FROM casebook.clues p
-				        WHERE p.model = c.model AND p.person_id = c.person_id AND p.institution_id = c.institution_id)
-				FROM %s c JOIN %s n USING (clue_no)`, m.ClueTable, ids), []any{batchID}},
-			{"record issued settlements", fmt.Sprintf(`INSERT INTO casebook.issued
-				SELECT s.model, s.settlement_id, n.clue_id FROM %s s JOIN %s n USING (clue_no)`, m.ClueSettlementTable, ids), nil},
-			// 线索下发: every clue becomes a lead of its city, due by severity.
-			{"route leads", fmt.Sprintf(`INSERT INTO casebook.leads
-				SELECT n.clue_id, c.city_code, 'new', NULL, NULL, NULL, ?,
-				       CAST(CAST(? AS TIMESTAMP) + to_days(CAST(CASE c.severity WHEN 'high' THEN ? WHEN 'medium' THEN ? ELSE ? END AS INTEGER)) AS DATE),
-				       ?, NULL
-				FROM %s c JOIN %s n USING (clue_no)`, m.ClueTable, ids),
-				[]any{domain.DBTime(now), domain.DBTime(now), c.dueDays("high"), c.dueDays("medium"), c.dueDays("low"), domain.DBTime(now)}},
-			{"route events", fmt.Sprintf(`INSERT INTO casebook.lead_events
-				SELECT nextval('casebook.event_ids'), n.clue_id, ?, NULL, 'collider', 'system', 'route', NULL, 'new', c.city_code, NULL, NULL, ?
-				FROM %s c JOIN %s n USING (clue_no)`, m.ClueTable, ids), []any{domain.DBTime(now), fmt.Sprintf("第 %d 批线索", batchID)}},
-			{"record model version", `INSERT OR IGNORE INTO casebook.model_versions VALUES (?, ?, ?, ?, ?, ?)`,
-				[]any{m.Version, m.Model, m.Title, m.SQL, m.Params, domain.DBTime(now)}},
-			{"drop ids", "DROP TABLE " + ids, nil},
-		}
-		for _, st := range steps {
+		for _, st := range c.modelSteps(m, i, batchID, now) {
 			if err := exec(st.what, st.q, st.args...); err != nil {
 				return Batch{}, err
 			}
@@ -156,6 +142,46 @@ func (c *Casebook) Publish(ctx context.Context, conn *sql.Conn, in PublishInput)
 		return Batch{}, fmt.Errorf("publish batch %d: %w", batchID, err)
 	}
 	return c.Batch(ctx, User{Role: RoleProvince}, batchID)
+}
+
+// modelSteps are the statements that publish the i-th model's clues in a
+// batch: number them, insert them and the settlements they issue, route a
+// lead per clue, and record the model version (alone for a model that
+// examined nothing).
+func (c *Casebook) modelSteps(m ModelRun, i int, batchID int64, now time.Time) []publishStep {
+	ids := fmt.Sprintf("temp.publish_ids_%d_%d", batchID, i)
+	steps := []publishStep{
+		{"number clues", fmt.Sprintf(`CREATE TEMP TABLE %s AS
+			SELECT clue_no, nextval('casebook.clue_ids') AS clue_id FROM %s ORDER BY clue_no`, ids, m.ClueTable), nil},
+		// A follow-up clue names the latest earlier clue of the same
+		// (model, person, institution).
+		{"insert clues", fmt.Sprintf(`INSERT INTO casebook.clues
+			SELECT n.clue_id, ?, c.model, c.model_version, c.severity, c.score, c.reasons, c.person_id, c.person_name,
+			       c.institution_id, c.institution_name, c.city_code, c.settlement_count, c.settlement_ids,
+			       c.first_visit, c.last_visit, c.total_amount, c.fund_amount, c.narrative, c.evidence,
+			       (SELECT max(p.clue_id) FROM casebook.clues p
+			        WHERE p.model = c.model AND p.person_id = c.person_id AND p.institution_id = c.institution_id)
+			FROM %s c JOIN %s n USING (clue_no)`, m.ClueTable, ids), []any{batchID}},
+		{"record issued settlements", fmt.Sprintf(`INSERT INTO casebook.issued
+			SELECT s.model, s.settlement_id, n.clue_id FROM %s s JOIN %s n USING (clue_no)`, m.ClueSettlementTable, ids), nil},
+		// 线索下发: every clue becomes a lead of its city, due by severity.
+		{"route leads", fmt.Sprintf(`INSERT INTO casebook.leads
+			SELECT n.clue_id, c.city_code, 'new', NULL, NULL, NULL, ?,
+			       CAST(CAST(? AS TIMESTAMP) + to_days(CAST(CASE c.severity WHEN 'high' THEN ? WHEN 'medium' THEN ? ELSE ? END AS INTEGER)) AS DATE),
+			       ?, NULL
+			FROM %s c JOIN %s n USING (clue_no)`, m.ClueTable, ids),
+			[]any{domain.DBTime(now), domain.DBTime(now), c.dueDays("high"), c.dueDays("medium"), c.dueDays("low"), domain.DBTime(now)}},
+		{"route events", fmt.Sprintf(`INSERT INTO casebook.lead_events
+			SELECT nextval('casebook.event_ids'), n.clue_id, ?, NULL, 'collider', 'system', 'route', NULL, 'new', c.city_code, NULL, NULL, ?
+			FROM %s c JOIN %s n USING (clue_no)`, m.ClueTable, ids), []any{domain.DBTime(now), fmt.Sprintf("第 %d 批线索", batchID)}},
+		{"drop ids", "DROP TABLE " + ids, nil},
+	}
+	if m.examinedNothing() {
+		steps = nil // nothing to number, insert or route
+	}
+	steps = append(steps, publishStep{"record model version", `INSERT OR IGNORE INTO casebook.model_versions VALUES (?, ?, ?, ?, ?, ?)`,
+		[]any{m.Version, m.Model, m.Title, m.SQL, m.Params, domain.DBTime(now)}})
+	return steps
 }
 
 // commitBatch commits a batch's transaction with its leads into memory,

@@ -34,6 +34,7 @@ type night struct {
 	runner   *models.Runner
 	live     []*models.Model
 	ex       *examination
+	idle     bool // nothing in scope: no settlement any model could flag
 	opts     models.RunOptions
 	runs     []*models.Run
 	closings []func()
@@ -218,6 +219,10 @@ func (n *night) examine() *ending {
 		rl.end(ctx, no, start, "failed", 0, err)
 		return failed(err)
 	}
+	// Every model examines by person, and the changes reach no settlement:
+	// no model can flag one (a verdict depends on its own person's rows),
+	// so the models' queries are not run and the batch is empty.
+	n.idle = ex.copied && ex.allByPerson() && settlements == 0
 	rl.setDetail(ctx, no, ex.describe(settlements))
 	rl.end(ctx, no, start, "succeeded", ex.persons, nil)
 	n.opts = models.RunOptions{Exclude: "casebook.issued", Prefix: fmt.Sprintf("run%d", rl.id)}
@@ -239,9 +244,12 @@ func (n *night) runModels() *ending {
 			return err
 		}
 		var err error
-		if n.ex.models[m.Name].full {
+		switch {
+		case n.idle:
+			res, err = idleRun(m)
+		case n.ex.models[m.Name].full:
 			err = run()
-		} else {
+		default:
 			err = within(ctx, n.conn, run)
 		}
 		if err != nil {
@@ -255,16 +263,32 @@ func (n *night) runModels() *ending {
 	return nil
 }
 
+// idleRun is a model's run over a scope without settlements: its version
+// and parameters, nothing flagged, no tables.
+func idleRun(m *models.Model) (*models.Run, error) {
+	vals, err := m.Values(nil)
+	if err != nil {
+		return nil, err
+	}
+	return &models.Run{Model: m.Name, Version: models.Version(m, vals), Params: vals}, nil
+}
+
 // makeClues joins every model's flags back to the settlements once and
 // groups each model's into clues.
 func (n *night) makeClues() *ending {
 	ctx, rl := n.ctx, n.rl
-	no, start := rl.begin(ctx, "clues", fmt.Sprintf("%d models: one join back to settlements, then each model's clues", len(n.runs)), 0)
+	detail := fmt.Sprintf("%d models: one join back to settlements, then each model's clues", len(n.runs))
+	if n.idle {
+		detail = "nothing to group: the changes reach no settlement"
+	}
+	no, start := rl.begin(ctx, "clues", detail, 0)
 	group := func() error { return n.runner.Group(ctx, n.conn, n.opts, n.runs...) }
 	var err error
-	if n.ex.allByPerson() {
+	switch {
+	case n.idle:
+	case n.ex.allByPerson():
 		err = within(ctx, n.conn, group)
-	} else {
+	default:
 		err = group()
 	}
 	if err != nil {

@@ -814,6 +814,18 @@ func TestPipeline_EachChangeReExaminesWhatItCanAffect(t *testing.T) {
 	if err := s.DB.QueryRow("SELECT max(persons) FROM casebook.examined WHERE batch_id = (SELECT max(batch_id) FROM casebook.batches)").Scan(&persons); err != nil || persons.Int64 != 0 {
 		t.Fatalf("persons examined with nothing new: %v %v", persons, err)
 	}
+	// and paid for no model's query: no settlement was in scope, so the
+	// models were not run (each step is recorded, with nothing flagged).
+	var detail string
+	var modelSteps, flagged int64
+	if err := s.DB.QueryRow(`SELECT any_value(detail) FILTER (WHERE name = 'clues'), count(*) FILTER (WHERE name = 'model'),
+		coalesce(sum(rows) FILTER (WHERE name = 'model'), 0)
+		FROM casebook.run_steps WHERE run_id = (SELECT max(run_id) FROM casebook.run_steps)`).Scan(&detail, &modelSteps, &flagged); err != nil {
+		t.Fatal(err)
+	}
+	if detail != "nothing to group: the changes reach no settlement" || modelSteps != 5 || flagged != 0 {
+		t.Fatalf("the night with nothing new: clues step %q, %d model steps flagging %d", detail, modelSteps, flagged)
+	}
 }
 
 // A model runs in full when what it reads changed otherwise than by

@@ -11,6 +11,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"collider/jobs"
+	"collider/store"
 )
 
 func stampOf(t time.Time) float64 { return float64(t.UnixMilli()) / 1000 }
@@ -304,8 +305,8 @@ func TestMetrics_LabelsAgreeWithTheLog(t *testing.T) {
 				case l.GetName() == "city", l.GetName() == "outcome", l.GetName() == "reason",
 					name == "collider_leads" && l.GetName() == "status":
 					continue // the casebook's and the rejects', not the run log's
-				case l.GetName() == "tag":
-					continue // DuckDB's memory tags, not the run's
+				case l.GetName() == "tag", name == "collider_c_heap_bytes":
+					continue // the process's memory, not the run's
 				}
 				if !logged[l.GetName()][l.GetValue()] {
 					t.Errorf("%s has %s=%q, which the log never says", name, l.GetName(), l.GetValue())
@@ -394,5 +395,16 @@ func TestMetrics_DuckDBMemoryByTag(t *testing.T) {
 	}
 	if rss, ok := s.series("process_resident_memory_bytes"); !ok || total >= rss {
 		t.Fatalf("DuckDB holds %.0f bytes of a resident %.0f (%v)", total, rss, ok)
+	}
+	// The C allocator DuckDB allocates with: something in use after a run.
+	if _, ok := store.ReadCHeap(); ok {
+		for _, state := range []string{"in_use", "free", "mapped"} {
+			if _, ok := s.series("collider_c_heap_bytes", "state", state); !ok {
+				t.Errorf("no collider_c_heap_bytes{state=%q}", state)
+			}
+		}
+		if v, _ := s.series("collider_c_heap_bytes", "state", "in_use"); v <= 0 {
+			t.Errorf("collider_c_heap_bytes{state=in_use} = %v after a run", v)
+		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"collider/casebook"
 	"collider/domain"
+	"collider/store"
 )
 
 var (
@@ -43,6 +44,8 @@ var (
 		"Clues whose lead was closed, by model, version and outcome (confirmed, dismissed, referred).", []string{"model", "version", "outcome"}, nil)
 	duckdbMemoryDesc = prometheus.NewDesc("collider_duckdb_memory_bytes",
 		"Memory the server's DuckDB holds, by what holds it (duckdb_memory(): BASE_TABLE, HASH_TABLE, ART_INDEX, METADATA, ...); the buffer pool's blocks of the store's tables count under BASE_TABLE.", []string{"tag"}, nil)
+	cHeapDesc = prometheus.NewDesc("collider_c_heap_bytes",
+		"What the C allocator (glibc malloc, which DuckDB allocates with) holds: in_use by its callers in its arenas, free but kept in its arenas, mapped in chunks of their own.", []string{"state"}, nil)
 	duckdbTempDesc = prometheus.NewDesc("collider_duckdb_temporary_bytes",
 		"Bytes the server's DuckDB has spilled to its temporary directory, by what spilled them.", []string{"tag"}, nil)
 )
@@ -77,7 +80,7 @@ func NewState(cb *casebook.Casebook, log *slog.Logger) *State {
 // Describe implements prometheus.Collector.
 func (s *State) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{lastRunDesc, lastSuccessDesc, lastBatchDesc, lastBatchCluesDesc, feedLastDesc,
-		feedRejectDesc, leadsDesc, overdueDesc, recoveredDesc, cluesIssuedDesc, cluesClosedDesc, duckdbMemoryDesc, duckdbTempDesc} {
+		feedRejectDesc, leadsDesc, overdueDesc, recoveredDesc, cluesIssuedDesc, cluesClosedDesc, duckdbMemoryDesc, duckdbTempDesc, cHeapDesc} {
 		ch <- d
 	}
 	s.errors.Describe(ch)
@@ -186,6 +189,11 @@ func (s *State) read(ctx context.Context) ([]prometheus.Metric, error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	if h, ok := store.ReadCHeap(); ok {
+		add(cHeapDesc, prometheus.GaugeValue, float64(h.InUse), "in_use")
+		add(cHeapDesc, prometheus.GaugeValue, float64(h.Free), "free")
+		add(cHeapDesc, prometheus.GaugeValue, float64(h.Mapped), "mapped")
 	}
 
 	more, err := s.readCasebook(ctx)

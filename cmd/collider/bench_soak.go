@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -353,7 +354,7 @@ func drive(ctx context.Context, o soakOptions, p *soakProvince, srv *soakServer,
 	startClerks(soakCtx, o, p, srv, client, m, &wg)
 
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "minute\trequests\treq/s\terrors\tp50 ms\tp99 ms\tactions\truns\tRSS MB\tDuckDB MB\tGo MB\tfds\t")
+	fmt.Fprintln(tw, "minute\trequests\treq/s\terrors\tp50 ms\tp99 ms\tactions\truns\tRSS MB\tDuckDB MB\tGo MB\tC used MB\tC free MB\tfds\t")
 	tw.Flush()
 	// The server's RSS, memory and descriptors are sampled as an interval
 	// ends, the last one's while the clients are still connected.
@@ -375,8 +376,8 @@ func drive(ctx context.Context, o soakOptions, p *soakProvince, srv *soakServer,
 			seconds = (iv.end - res.intervals[n-1].end).Seconds()
 		}
 		res.intervals = append(res.intervals, iv)
-		fmt.Fprintf(tw, "%.2f\t%d\t%.0f\t%d\t%.2f\t%.2f\t%d\t%d\t%.0f\t%s\t%s\t%d\t\n", iv.end.Minutes(), iv.requests, float64(iv.requests)/seconds,
-			iv.errors, ms(iv.quantile(0.5)), ms(iv.quantile(0.99)), iv.actions, iv.runs, float64(iv.rssKB)/1024, iv.mem.duckdb, iv.mem.gosys, iv.fds)
+		fmt.Fprintf(tw, "%.2f\t%d\t%.0f\t%d\t%.2f\t%.2f\t%d\t%d\t%.0f\t%s\t%s\t%s\t%s\t%d\t\n", iv.end.Minutes(), iv.requests, float64(iv.requests)/seconds,
+			iv.errors, ms(iv.quantile(0.5)), ms(iv.quantile(0.99)), iv.actions, iv.runs, float64(iv.rssKB)/1024, iv.mem.duckdb, iv.mem.gosys, iv.mem.cInUse, iv.mem.cFree, iv.fds)
 		tw.Flush()
 	}
 	tick := time.NewTicker(o.interval)
@@ -516,8 +517,9 @@ func printSoakSummary(w io.Writer, o soakOptions, r soakResult) {
 		first := r.intervals[from]
 		rss := 100 * float64(last.rssKB-first.rssKB) / float64(max(1, first.rssKB))
 		fds := 100 * float64(last.fds-first.fds) / float64(max(1, first.fds))
-		fmt.Fprintf(w, "goal RSS and descriptors flat from minute 5 (growth under 10%%): %s (RSS %+.1f%%, %d → %d MB, of it DuckDB's %s → %s MB and Go's %s → %s MB; descriptors %+.1f%%, %d → %d)\n",
+		fmt.Fprintf(w, "goal RSS and descriptors flat from minute 5 (growth under 10%%): %s (RSS %+.1f%%, %d → %d MB, of it DuckDB's %s → %s MB, Go's %s → %s MB, the C allocator's in use %s → %s MB and free %s → %s MB; descriptors %+.1f%%, %d → %d)\n",
 			verdict(rss < 10 && fds < 10), rss, first.rssKB/1024, last.rssKB/1024, first.mem.duckdb, last.mem.duckdb, first.mem.gosys, last.mem.gosys,
+			first.mem.cInUse, last.mem.cInUse, first.mem.cFree, last.mem.cFree,
 			fds, first.fds, last.fds)
 	}
 	fmt.Fprintf(w, "goal no acknowledged action missing: %s\n", verdict(r.missing == 0 && r.acked > 0))
@@ -695,15 +697,16 @@ func (m megabytes) String() string {
 }
 
 // serverMemory is what of the server's memory its /metrics accounts for:
-// DuckDB's (duckdb_memory(), every tag) and what Go took from the system.
+// DuckDB's (duckdb_memory(), every tag), what Go took from the system, and
+// what the C allocator holds in use (DuckDB's included) and free.
 type serverMemory struct {
-	duckdb, gosys megabytes
+	duckdb, gosys, cInUse, cFree megabytes
 }
 
 // scrapeMemory reads the server's memory from /metrics, as Prometheus
 // would; a figure it cannot read is -1.
 func scrapeMemory(ctx context.Context, client *http.Client, base string) serverMemory {
-	mem := serverMemory{duckdb: -1, gosys: -1}
+	mem := serverMemory{duckdb: -1, gosys: -1, cInUse: -1, cFree: -1}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
@@ -720,18 +723,26 @@ func scrapeMemory(ctx context.Context, client *http.Client, base string) serverM
 	if err != nil {
 		return mem
 	}
-	sum := func(name string) megabytes {
+	// sum adds a family's gauges whose labels include the pairs given.
+	sum := func(name string, states ...string) megabytes {
 		f, ok := fams[name]
 		if !ok {
 			return -1
 		}
 		var total float64
 		for _, m := range f.GetMetric() {
-			total += m.GetGauge().GetValue()
+			in := len(states) == 0
+			for _, l := range m.GetLabel() {
+				in = in || (l.GetName() == "state" && slices.Contains(states, l.GetValue()))
+			}
+			if in {
+				total += m.GetGauge().GetValue()
+			}
 		}
 		return megabytes(total / (1 << 20))
 	}
 	mem.duckdb, mem.gosys = sum("collider_duckdb_memory_bytes"), sum("go_memstats_sys_bytes")
+	mem.cInUse, mem.cFree = sum("collider_c_heap_bytes", "in_use", "mapped"), sum("collider_c_heap_bytes", "free")
 	return mem
 }
 
