@@ -149,6 +149,11 @@ func (c *Casebook) Publish(ctx context.Context, conn *sql.Conn, in PublishInput)
 // lead per clue, and record the model version (alone for a model that
 // examined nothing).
 func (c *Casebook) modelSteps(m ModelRun, i int, batchID int64, now time.Time) []publishStep {
+	version := publishStep{"record model version", `INSERT OR IGNORE INTO casebook.model_versions VALUES (?, ?, ?, ?, ?, ?)`,
+		[]any{m.Version, m.Model, m.Title, m.SQL, m.Params, domain.DBTime(now)}}
+	if m.examinedNothing() {
+		return []publishStep{version} // nothing to number, insert or route
+	}
 	ids := fmt.Sprintf("temp.publish_ids_%d_%d", batchID, i)
 	steps := []publishStep{
 		{"number clues", fmt.Sprintf(`CREATE TEMP TABLE %s AS
@@ -176,12 +181,7 @@ func (c *Casebook) modelSteps(m ModelRun, i int, batchID int64, now time.Time) [
 			FROM %s c JOIN %s n USING (clue_no)`, m.ClueTable, ids), []any{domain.DBTime(now), fmt.Sprintf("第 %d 批线索", batchID)}},
 		{"drop ids", "DROP TABLE " + ids, nil},
 	}
-	if m.examinedNothing() {
-		steps = nil // nothing to number, insert or route
-	}
-	steps = append(steps, publishStep{"record model version", `INSERT OR IGNORE INTO casebook.model_versions VALUES (?, ?, ?, ?, ?, ?)`,
-		[]any{m.Version, m.Model, m.Title, m.SQL, m.Params, domain.DBTime(now)}})
-	return steps
+	return append(steps, version)
 }
 
 // commitBatch commits a batch's transaction with its leads into memory,

@@ -220,8 +220,12 @@ func (n *night) examine() *ending {
 		return failed(err)
 	}
 	// Every model examines by person, and the changes reach no settlement:
-	// no model can flag one (a verdict depends on its own person's rows),
-	// so the models' queries are not run and the batch is empty.
+	// no model can issue a clue (a verdict depends on its own person's rows,
+	// and flags are joined back to the scoped settlements), so the models'
+	// queries are not run and the batch is empty. Their steps then count
+	// nothing flagged, where a query naming feeds.main.settlements itself
+	// could have counted unmatched rows; a query that fails only when it
+	// runs fails at the next night that reaches a settlement.
 	n.idle = ex.copied && ex.allByPerson() && settlements == 0
 	rl.setDetail(ctx, no, ex.describe(settlements))
 	rl.end(ctx, no, start, "succeeded", ex.persons, nil)
@@ -246,7 +250,7 @@ func (n *night) runModels() *ending {
 		var err error
 		switch {
 		case n.idle:
-			res, err = idleRun(m)
+			res, err = idleRun(m, n.opts)
 		case n.ex.models[m.Name].full:
 			err = run()
 		default:
@@ -265,8 +269,8 @@ func (n *night) runModels() *ending {
 
 // idleRun is a model's run over a scope without settlements: its version
 // and parameters, nothing flagged, no tables.
-func idleRun(m *models.Model) (*models.Run, error) {
-	vals, err := m.Values(nil)
+func idleRun(m *models.Model, opt models.RunOptions) (*models.Run, error) {
+	vals, err := m.Values(opt.Params)
 	if err != nil {
 		return nil, err
 	}
