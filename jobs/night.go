@@ -289,7 +289,7 @@ func (n *night) makeClues() *ending {
 	group := func() error { return n.runner.Group(ctx, n.conn, n.opts, n.runs...) }
 	var err error
 	switch {
-	case n.idle:
+	case n.idle: // no model ran a query: nothing to group
 	case n.ex.allByPerson():
 		err = within(ctx, n.conn, group)
 	default:

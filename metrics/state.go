@@ -44,10 +44,10 @@ var (
 		"Clues whose lead was closed, by model, version and outcome (confirmed, dismissed, referred).", []string{"model", "version", "outcome"}, nil)
 	duckdbMemoryDesc = prometheus.NewDesc("collider_duckdb_memory_bytes",
 		"Memory the server's DuckDB holds, by what holds it (duckdb_memory(): BASE_TABLE, HASH_TABLE, ART_INDEX, METADATA, ...); the buffer pool's blocks of the store's tables count under BASE_TABLE.", []string{"tag"}, nil)
-	cHeapDesc = prometheus.NewDesc("collider_c_heap_bytes",
-		"What the C allocator (glibc malloc, which DuckDB allocates with) holds: in_use by its callers in its arenas, free but kept in its arenas, mapped in chunks of their own.", []string{"state"}, nil)
 	duckdbTempDesc = prometheus.NewDesc("collider_duckdb_temporary_bytes",
 		"Bytes the server's DuckDB has spilled to its temporary directory, by what spilled them.", []string{"tag"}, nil)
+	cHeapDesc = prometheus.NewDesc("collider_c_heap_bytes",
+		"What the C allocator (glibc malloc, which DuckDB allocates with) holds: in_use by its callers in its arenas, free but kept in its arenas, mapped in chunks of their own.", []string{"state"}, nil)
 )
 
 var leadStatuses = []string{casebook.StatusNew, casebook.StatusAccepted, casebook.StatusInvestigating, casebook.StatusReturned, casebook.StatusClosed}
