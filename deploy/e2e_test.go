@@ -223,6 +223,8 @@ type run struct {
 	Progress *struct {
 		Step   string `json:"step"`
 		Detail string `json:"detail"`
+		Done   int64  `json:"rows_done"`
+		Total  int64  `json:"rows_total"`
 	} `json:"progress"`
 }
 
@@ -428,13 +430,17 @@ func TestDocker_KilledWhileLoadingRecovers(t *testing.T) {
 	s := startServer(t, vol, nil, nil)
 	truth := s.province(t, 600_000)
 	r := s.startRun(t, province)
-	// Wait until the settlements delivery is loading, then kill.
+	// Wait until the settlements delivery is loading, then kill at once:
+	// on a fast machine the whole delivery loads in about a second, so a
+	// pause here could let it finish before the signal.
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
 		var cur run
 		s.call(t, "GET", fmt.Sprintf("/api/v1/runs/%d", r.ID), province, nil, &cur)
-		if cur.Progress != nil && cur.Progress.Step == "load" && strings.HasPrefix(cur.Progress.Detail, "settlements") {
-			time.Sleep(time.Second)
+		if p := cur.Progress; p != nil && p.Step == "load" && strings.HasPrefix(p.Detail, "settlements") {
+			if p.Total > 0 && p.Done >= p.Total {
+				t.Fatalf("the settlements load had finished before the kill could be sent: %+v", *p)
+			}
 			break
 		}
 		if cur.Status != "running" || time.Now().After(deadline) {
