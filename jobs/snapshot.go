@@ -123,9 +123,11 @@ func (s *Snapshot) Refresh(ctx context.Context) (Refreshed, error) {
 	if err == nil && (r.Full || r.Deliveries > 0) {
 		// The copy folded into its file, so that readers find no WAL to
 		// replay (the store leaves checkpoints to itself, store/checkpoint.go).
+		t0 := time.Now()
 		if _, cerr := conn.ExecContext(ctx, "CHECKPOINT "+snapshotAlias); cerr != nil {
 			err = cerr
 		}
+		s.phase("checkpoint", t0)
 	}
 	r.Seconds = time.Since(start).Seconds()
 	if err != nil {
@@ -138,6 +140,14 @@ func (s *Snapshot) Refresh(ctx context.Context) (Refreshed, error) {
 	return r, nil
 }
 
+// phase logs at debug how long a phase of a refresh took since t0, as the
+// loader and the scope log theirs, and returns the time it ended.
+func (s *Snapshot) phase(what string, t0 time.Time) time.Time {
+	now := time.Now()
+	s.log().Debug("snapshot phase", "phase", what, "seconds", now.Sub(t0).Seconds())
+	return now
+}
+
 // snapshotState is what the copy says of itself.
 type snapshotState struct {
 	keyID   string
@@ -148,6 +158,7 @@ type snapshotState struct {
 
 func (s *Snapshot) refresh(ctx context.Context, conn *sql.Conn, key personid.Key) (Refreshed, error) {
 	var r Refreshed
+	start := time.Now()
 	schema, err := feedsSchema(ctx, conn)
 	if err != nil {
 		return r, err
@@ -187,23 +198,27 @@ func (s *Snapshot) refresh(ctx context.Context, conn *sql.Conn, key personid.Key
 		newest = through
 	}
 	r.Deliveries = len(ids)
+	s.phase("state", start)
 	inner, outer := key.Pads()
 	pads := []any{sql.Named("inner_pad", inner), sql.Named("outer_pad", outer)}
 
-	// 1. Tokens for the people these deliveries bring (the vault, in feeds).
-	if r.Persons, err = addPseudonyms(ctx, conn, ids, r.Full, pads); err != nil {
+	// 1. Tokens for the people these deliveries bring (the vault, in
+	// feeds). An incremental copy reads the vault once, for these people
+	// only, making the tokens of those it lacks; the copy then joins their
+	// tokens, not the vault, once per feed and statement.
+	t0 := time.Now()
+	tokens := "pseudonyms"
+	if r.Full {
+		r.Persons, err = addPseudonyms(ctx, conn, pads)
+	} else {
+		tokens = "temp.snapshot_tokens"
+		defer conn.ExecContext(context.WithoutCancel(ctx), "DROP TABLE IF EXISTS "+tokens)
+		r.Persons, err = deliveredTokens(ctx, conn, tokens, ids, pads)
+	}
+	if err != nil {
 		return r, err
 	}
-	// An incremental copy reads the tokens of these people only: the vault
-	// is read once, not once per feed and statement.
-	tokens := "pseudonyms"
-	if !r.Full {
-		tokens = "temp.snapshot_tokens"
-		if err := deliveredTokens(ctx, conn, tokens, ids); err != nil {
-			return r, err
-		}
-		defer conn.ExecContext(context.WithoutCancel(ctx), "DROP TABLE IF EXISTS "+tokens)
-	}
+	t0 = s.phase("tokens", t0)
 	replacing, err := replacingFeeds(ctx, conn, ids)
 	if err != nil {
 		return r, err
@@ -220,6 +235,7 @@ func (s *Snapshot) refresh(ctx context.Context, conn *sql.Conn, key personid.Key
 			return r, fmt.Errorf("%s: %w", c.Feed, err)
 		}
 		r.Rows += n
+		t0 = s.phase("copy "+c.Feed, t0)
 	}
 	if r.Full {
 		for _, q := range snapshotReference {
@@ -234,7 +250,9 @@ func (s *Snapshot) refresh(ctx context.Context, conn *sql.Conn, key personid.Key
 		key.ID(), snapshotLayout, schema, newest, domain.DBTime(time.Now())); err != nil {
 		return r, fmt.Errorf("state: %w", err)
 	}
-	return r, tx.Commit()
+	err = tx.Commit()
+	s.phase("commit", t0)
+	return r, err
 }
 
 // snapshotReference copies the reference tables and the macros models use
@@ -302,26 +320,14 @@ func adoptKey(ctx context.Context, conn *sql.Conn, key personid.Key) (bool, erro
 	return true, tx.Commit()
 }
 
-// addPseudonyms gives a token to every person of the deliveries ids (of
-// every loaded row when all) who has none yet.
-func addPseudonyms(ctx context.Context, conn *sql.Conn, ids []int64, all bool, pads []any) (int64, error) {
-	var people []string
-	for table := range personTables {
-		where := "delivery_id IN (SELECT unnest($ids))"
-		if all {
-			where = "true"
-		}
-		people = append(people, fmt.Sprintf("SELECT person_id FROM %s WHERE %s", table, where))
-	}
+// addPseudonyms gives a token to every person of every loaded row who has
+// none yet.
+func addPseudonyms(ctx context.Context, conn *sql.Conn, pads []any) (int64, error) {
 	q := fmt.Sprintf(`INSERT INTO pseudonyms
 		SELECT person_id, %s FROM (
 		    SELECT DISTINCT person_id FROM (%s) WHERE person_id IS NOT NULL
-		    EXCEPT SELECT person_id FROM pseudonyms)`, personid.TokenSQL("person_id"), strings.Join(people, " UNION ALL "))
-	args := append([]any{sql.Named("ids", ids)}, pads...)
-	if all {
-		args = pads
-	}
-	res, err := conn.ExecContext(ctx, q, args...)
+		    EXCEPT SELECT person_id FROM pseudonyms)`, personid.TokenSQL("person_id"), personsOf("true"))
+	res, err := conn.ExecContext(ctx, q, pads...)
 	if err != nil {
 		return 0, fmt.Errorf("pseudonyms: %w", err)
 	}
@@ -329,18 +335,33 @@ func addPseudonyms(ctx context.Context, conn *sql.Conn, ids []int64, all bool, p
 }
 
 // deliveredTokens makes the temp table name of the tokens of the persons
-// the rows of deliveries ids belong to.
-func deliveredTokens(ctx context.Context, conn *sql.Conn, name string, ids []int64) error {
+// the rows of deliveries ids belong to, reading the vault once: a person
+// it lacks gets a new token, which goes into the vault too. It returns the
+// tokens made.
+func deliveredTokens(ctx context.Context, conn *sql.Conn, name string, ids []int64, pads []any) (int64, error) {
+	q := fmt.Sprintf(`CREATE OR REPLACE TEMP TABLE %s AS
+		SELECT n.person_id, CASE WHEN p.person_id IS NULL THEN %s ELSE p.token END AS token, p.person_id IS NULL AS made
+		FROM (SELECT DISTINCT person_id FROM (%s) WHERE person_id IS NOT NULL) n
+		LEFT JOIN pseudonyms p ON p.person_id = n.person_id`,
+		name, personid.TokenSQL("n.person_id"), personsOf("delivery_id IN (SELECT unnest($ids))"))
+	if _, err := conn.ExecContext(ctx, q, append([]any{sql.Named("ids", ids)}, pads...)...); err != nil {
+		return 0, fmt.Errorf("tokens: %w", err)
+	}
+	res, err := conn.ExecContext(ctx, fmt.Sprintf("INSERT INTO pseudonyms SELECT person_id, token FROM %s WHERE made", name))
+	if err != nil {
+		return 0, fmt.Errorf("pseudonyms: %w", err)
+	}
+	return res.RowsAffected()
+}
+
+// personsOf is the person IDs of the rows of every person table that meet
+// where, one row each.
+func personsOf(where string) string {
 	var people []string
 	for table := range personTables {
-		people = append(people, fmt.Sprintf("SELECT person_id FROM %s WHERE delivery_id IN (SELECT unnest($ids))", table))
+		people = append(people, fmt.Sprintf("SELECT person_id FROM %s WHERE %s", table, where))
 	}
-	_, err := conn.ExecContext(ctx, fmt.Sprintf(`CREATE OR REPLACE TEMP TABLE %s AS
-		SELECT person_id, token FROM pseudonyms WHERE person_id IN (%s)`, name, strings.Join(people, " UNION ALL ")), sql.Named("ids", ids))
-	if err != nil {
-		return fmt.Errorf("tokens: %w", err)
-	}
-	return nil
+	return strings.Join(people, " UNION ALL ")
 }
 
 // replacingFeeds are the feeds of which some of the deliveries ids replaced

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"collider/personid"
 	"collider/synth"
@@ -129,15 +130,27 @@ func TestSnapshot_FollowsTheFeedsWithPeopleAsTokens(t *testing.T) {
 	delivery(t, db, inbox, "settlements", "night", `SELECT 'N' || settlement_id AS settlement_id, person_id, person_name, institution_id, visit_type,
 		CAST(visit_start AS VARCHAR) AS visit_start, CAST(visit_end AS VARCHAR) AS visit_end, CAST(settled_at AS VARCHAR) AS settled_at,
 		CAST(total_amount AS DOUBLE) AS total_amount, CAST(fund_amount AS DOUBLE) AS fund_amount, insured_region FROM settlements ORDER BY settlement_id LIMIT 100`)
-	delivery(t, db, inbox, "floating", "night", `SELECT person_id, '620402' AS region_code, '2025-01-01' AS valid_from, CAST(NULL AS VARCHAR) AS valid_to FROM residents ORDER BY person_id LIMIT 20`)
+	// Among the floating registrations, one of a person no feed held yet:
+	// the incremental refresh makes its token.
+	newcomer := personid.Make("620402", time.Date(1990, 3, 4, 0, 0, 0, 0, time.UTC), 917)
+	delivery(t, db, inbox, "floating", "night", `(SELECT person_id, '620402' AS region_code, '2025-01-01' AS valid_from, CAST(NULL AS VARCHAR) AS valid_to FROM residents ORDER BY person_id LIMIT 19)
+		UNION ALL SELECT '`+newcomer+`', '620402', '2025-01-01', NULL`)
 	loadInbox()
 	if r, err = snap.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if r.Full || r.Deliveries != 4 || r.Rows != 40+30+100+20 {
-		t.Errorf("incremental refresh %+v, want 4 deliveries and 190 rows", r)
+	if r.Full || r.Deliveries != 4 || r.Rows != 40+30+100+20 || r.Persons != 1 {
+		t.Errorf("incremental refresh %+v, want 4 deliveries, 190 rows and 1 token made", r)
 	}
 	checkSnapshot(t, snap)
+	newKey, err := personid.LoadKey(snap.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var made string
+	if err := db.QueryRow("SELECT token FROM pseudonyms WHERE person_id = ?", newcomer).Scan(&made); err != nil || made != newKey.Token(newcomer) {
+		t.Errorf("the newcomer's token: %q, want %q (%v)", made, newKey.Token(newcomer), err)
+	}
 
 	if r, err = snap.Refresh(ctx); err != nil || r.Full || r.Deliveries != 0 || r.Rows != 0 {
 		t.Errorf("a refresh with nothing new: %+v %v", r, err)
