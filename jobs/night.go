@@ -38,6 +38,8 @@ type night struct {
 	opts     models.RunOptions
 	runs     []*models.Run
 	closings []func()
+
+	snapshotDone chan struct{} // closed when a refresh beside the models ends
 }
 
 // ending is how a phase ends the run.
@@ -76,6 +78,7 @@ func (n *night) close() {
 
 // finish records the run's end (or keeps it to record before the next run).
 func (n *night) finish(status string, err error) Outcome {
+	n.awaitSnapshot() // the run ends with all its steps
 	ctx, p, log := n.ctx, n.p, n.log
 	if ctx.Err() != nil && status != RunSucceeded && status != RunPartial {
 		status = RunInterrupted
@@ -167,24 +170,48 @@ func (n *night) loadOne(d Delivery) *ending {
 // snapshot brings the drafts' snapshot up to date with the loads. A
 // failure is the step's, not the run's: the night's clues do not depend
 // on the drafts' copy.
+//
+// On a night that examines every model by person the models are small, and
+// the refresh runs beside them on a connection of its own (the two read the
+// year's rows, each its own way: a night is mostly such scans, and neither
+// keeps both cores busy alone); publishing waits for it. A run with a model
+// in full keeps the two apart, so that they do not share the memory limit.
 func (n *night) snapshot() *ending {
 	p, ctx, rl := n.p, n.ctx, n.rl
 	if p.Snapshot == nil {
 		return nil
 	}
-	no, start := rl.begin(ctx, "sandbox", "", 0)
-	r, err := p.Snapshot.Refresh(ctx)
-	if err != nil && ctx.Err() == nil {
-		n.log.Error("sandbox snapshot", "err", err)
+	refresh := func() {
+		no, start := rl.begin(ctx, "sandbox", "", 0)
+		r, err := p.Snapshot.Refresh(ctx)
+		if err != nil && ctx.Err() == nil {
+			n.log.Error("sandbox snapshot", "err", err)
+		}
+		rl.end(ctx, no, start, stepStatus(err), r.Rows, err)
 	}
-	rl.end(ctx, no, start, stepStatus(err), r.Rows, err)
+	if !n.ex.allByPerson() {
+		refresh()
+		return nil
+	}
+	done := make(chan struct{})
+	n.snapshotDone = done
+	go func() {
+		defer close(done)
+		refresh()
+	}()
 	return nil
 }
 
-// examine works out what each live model examines tonight (scope.go) and
-// copies the persons' rows it re-examines.
-func (n *night) examine() *ending {
-	p, ctx, rl := n.p, n.ctx, n.rl
+// awaitSnapshot waits for a refresh running beside the models.
+func (n *night) awaitSnapshot() {
+	if n.snapshotDone != nil {
+		<-n.snapshotDone
+	}
+}
+
+// plan works out what each live model examines tonight (scope.go).
+func (n *night) plan() *ending {
+	p, ctx := n.p, n.ctx
 	conn, err := p.Store.DB.Conn(ctx)
 	if err != nil {
 		return failed(err)
@@ -203,13 +230,20 @@ func (n *night) examine() *ending {
 		}
 		versions[m.Name] = models.Version(m, vals)
 	}
-	no, start := rl.begin(ctx, "scope", "", 0)
 	ex, err := planExamination(ctx, conn, n.live, versions, p.Full, n.now)
-	if err == nil {
-		n.ex, ex.log = ex, n.log
-		n.closings = append(n.closings, func() { ex.drop(ctx, conn) })
-		_, err = ex.build(ctx, conn)
+	if err != nil {
+		return failed(err)
 	}
+	n.ex, ex.log = ex, n.log
+	n.closings = append(n.closings, func() { ex.drop(ctx, conn) })
+	return nil
+}
+
+// examine copies the rows of the persons each model re-examines.
+func (n *night) examine() *ending {
+	ctx, rl, conn, ex := n.ctx, n.rl, n.conn, n.ex
+	no, start := rl.begin(ctx, "scope", "", 0)
+	_, err := ex.build(ctx, conn)
 	var settlements int64
 	if err == nil {
 		settlements, err = ex.settlements(ctx, conn)

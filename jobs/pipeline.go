@@ -244,7 +244,7 @@ func (p *Pipeline) run(ctx context.Context, rl *runLog) Outcome {
 	// model examines (scope.go), the models, then one join of their flags
 	// back to the settlements and the clues, all on one connection: its
 	// temp tables are read by publish.
-	for _, phase := range []func() *ending{n.load, n.snapshot, n.examine, n.runModels, n.makeClues} {
+	for _, phase := range []func() *ending{n.load, n.plan, n.snapshot, n.examine, n.runModels, n.makeClues} {
 		if end := phase(); end != nil {
 			return n.finish(end.status, end.err)
 		}
@@ -254,6 +254,7 @@ func (p *Pipeline) run(ctx context.Context, rl *runLog) Outcome {
 	}
 	// 4. Publish and route, in one transaction, with what each model
 	// examined: the next run starts from there.
+	n.awaitSnapshot()
 	if end := n.publish(); end != nil {
 		return n.finish(end.status, end.err)
 	}

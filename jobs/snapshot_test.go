@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"collider/casebook"
 	"collider/personid"
 	"collider/synth"
 )
@@ -209,5 +210,79 @@ func TestSnapshot_TokenSQLIsTheGoTwin(t *testing.T) {
 	}
 	if n != len(ids) {
 		t.Errorf("%d tokens for %d ids", n, len(ids))
+	}
+}
+
+// A night that examines every model by person refreshes the drafts'
+// snapshot beside the models: a draft reading the snapshot holds up the
+// refresh, not the night's clues, and the run ends only once the snapshot
+// holds the night. A run with a model in full refreshes it first, alone.
+func TestPipeline_TheNightRefreshesTheSnapshotBesideTheModels(t *testing.T) {
+	ctx := context.Background()
+	inbox := t.TempDir()
+	province := synth.Options{Out: inbox, Seed: 5, Settlements: 3000}
+	if _, err := synth.Generate(ctx, province); err != nil {
+		t.Fatal(err)
+	}
+	s := openStore(t)
+	dir := t.TempDir()
+	snap := &Snapshot{Store: s, Dir: filepath.Join(dir, "sandbox"), KeyFile: filepath.Join(dir, "pseudonym.key"), Log: quietLog()}
+	p := &Pipeline{Store: s, Casebook: casebook.New(s.DB), Catalog: liveCatalog(t), Inbox: inbox, Log: quietLog(), Snapshot: snap}
+	first, err := p.Run(ctx, "test", "test")
+	if err != nil || first.Status != RunSucceeded {
+		t.Fatalf("the year's run: %s %v", first.Status, err)
+	}
+	var alone bool
+	if err := s.DB.QueryRow(`SELECT (SELECT finished_at FROM casebook.run_steps WHERE run_id = $1 AND name = 'sandbox')
+		<= (SELECT started_at FROM casebook.run_steps WHERE run_id = $1 AND name = 'scope')`, first.RunID).Scan(&alone); err != nil || !alone {
+		t.Errorf("the year's run refreshed the snapshot beside its models in full (%v):%s", err, runSteps(t, s.DB, first.RunID))
+	}
+
+	if _, err := synth.Night(ctx, synth.NightOptions{Province: province, Out: inbox, Night: 1}); err != nil {
+		t.Fatal(err)
+	}
+	holding, release, read := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	go func() {
+		read <- snap.Read(ctx, func(string) error { close(holding); <-release; return nil })
+	}()
+	<-holding
+	id, err := p.Start(ctx, "test", "test")
+	if err != nil {
+		close(release)
+		t.Fatal(err)
+	}
+	clued := func() bool {
+		var n int
+		s.DB.QueryRow("SELECT count(*) FROM casebook.run_steps WHERE run_id = ? AND name = 'clues' AND status = 'succeeded'", id).Scan(&n)
+		return n == 1
+	}
+	for deadline := time.Now().Add(2 * time.Minute); !clued(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			close(release)
+			t.Fatalf("the night's clues waited for the draft reading the snapshot:%s", runSteps(t, s.DB, id))
+		}
+	}
+	if p.Running() != id {
+		t.Errorf("the night ended while its snapshot refresh waited for a draft:%s", runSteps(t, s.DB, id))
+	}
+	close(release)
+	if err := <-read; err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(time.Minute); p.Running() == id; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the night never ended:%s", runSteps(t, s.DB, id))
+		}
+	}
+	rec, err := p.Get(ctx, id)
+	if err != nil || rec.Status != RunSucceeded || rec.BatchID == nil {
+		t.Fatalf("the night: %+v %v", rec, err)
+	}
+	steps := runSteps(t, s.DB, id)
+	if !strings.Contains(steps, "sandbox succeeded") || !strings.Contains(steps, "clues succeeded") {
+		t.Errorf("the night's steps:%s", steps)
+	}
+	if r, err := snap.Refresh(ctx); err != nil || r.Deliveries != 0 {
+		t.Errorf("after the night the snapshot still lacked %d deliveries (%v)", r.Deliveries, err)
 	}
 }
