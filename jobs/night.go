@@ -197,7 +197,11 @@ func (n *night) snapshot() *ending {
 	n.snapshotDone = done
 	go func() {
 		defer close(done)
-		refresh()
+		// On a lowered thread of its own, as the run's, and a panic is
+		// the step's, not the server's.
+		if err := p.Store.Lowered(refresh); err != nil {
+			n.log.Error("sandbox snapshot", "err", err)
+		}
 	}()
 	return nil
 }
@@ -232,6 +236,9 @@ func (n *night) plan() *ending {
 	}
 	ex, err := planExamination(ctx, conn, n.live, versions, p.Full, n.now)
 	if err != nil {
+		err = p.Store.DiskFull(err)
+		no, start := n.rl.begin(ctx, "scope", "", 0)
+		n.rl.end(ctx, no, start, "failed", 0, err)
 		return failed(err)
 	}
 	n.ex, ex.log = ex, n.log
@@ -271,6 +278,11 @@ func (n *night) examine() *ending {
 // persons' rows.
 func (n *night) runModels() *ending {
 	ctx, rl := n.ctx, n.rl
+	if !n.ex.allByPerson() {
+		// The changes reached so many persons that every model runs in
+		// full: not beside a refresh.
+		n.awaitSnapshot()
+	}
 	for _, m := range n.live {
 		if ctx.Err() != nil {
 			return &ending{RunInterrupted, ctx.Err()}

@@ -240,6 +240,7 @@ func (p *Pipeline) withProgress(ctx context.Context, r *RunRecord) error {
 func (p *Pipeline) run(ctx context.Context, rl *runLog) Outcome {
 	n := p.startNight(ctx, rl)
 	defer n.close()
+	defer n.awaitSnapshot() // first, on a panic too: nothing of the run outlives it
 	// 1. Discovery and loading; 2. the drafts' snapshot; 3. what each
 	// model examines (scope.go), the models, then one join of their flags
 	// back to the settlements and the clues, all on one connection: its

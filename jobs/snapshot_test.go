@@ -245,7 +245,11 @@ func TestPipeline_TheNightRefreshesTheSnapshotBesideTheModels(t *testing.T) {
 	go func() {
 		read <- snap.Read(ctx, func(string) error { close(holding); <-release; return nil })
 	}()
-	<-holding
+	select {
+	case <-holding:
+	case err := <-read:
+		t.Fatalf("the draft's read: %v", err)
+	}
 	id, err := p.Start(ctx, "test", "test")
 	if err != nil {
 		close(release)
