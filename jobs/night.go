@@ -171,11 +171,12 @@ func (n *night) loadOne(d Delivery) *ending {
 // failure is the step's, not the run's: the night's clues do not depend
 // on the drafts' copy.
 //
-// On a night that examines every model by person the models are small, and
-// the refresh runs beside them on a connection of its own (the two read the
-// year's rows, each its own way: a night is mostly such scans, and neither
-// keeps both cores busy alone); publishing waits for it. A run with a model
-// in full keeps the two apart, so that they do not share the memory limit.
+// On a night that loaded rows and examines every model by person the models
+// are small, and the refresh runs beside them on a connection of its own
+// (the two read the year's rows, each its own way: a night is mostly such
+// scans, and neither keeps both cores busy alone); publishing waits for it.
+// A run with a model in full keeps the two apart, so that they do not share
+// the memory limit; a run that loaded nothing refreshes in passing.
 func (n *night) snapshot() *ending {
 	p, ctx, rl := n.p, n.ctx, n.rl
 	if p.Snapshot == nil {
@@ -189,8 +190,8 @@ func (n *night) snapshot() *ending {
 		}
 		rl.end(ctx, no, start, stepStatus(err), r.Rows, err)
 	}
-	if !n.ex.allByPerson() {
-		refresh()
+	if !n.ex.allByPerson() || !n.loadedRows() {
+		refresh() // a night with nothing new has nothing to copy
 		return nil
 	}
 	done := make(chan struct{})
@@ -204,6 +205,16 @@ func (n *night) snapshot() *ending {
 		}
 	}()
 	return nil
+}
+
+// loadedRows says whether this run loaded a delivery with rows.
+func (n *night) loadedRows() bool {
+	for _, l := range n.out.Loads {
+		if l.Status == StatusLoaded && l.Loaded > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // awaitSnapshot waits for a refresh running beside the models.
